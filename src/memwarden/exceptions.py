@@ -1,0 +1,47 @@
+"""Every error memwarden raises on purpose.
+
+The tree::
+
+    MemwardenError
+    ├── ProbeUnavailable          a layer cannot be read here (no /proc, no glibc, no CUDA ...)
+    ├── UsageError (ValueError)   bad input from the user: a bad interval, a bad option
+    ├── ProgramNotFound (FileNotFoundError)
+    │                             the script or module given to ``memwarden run`` does not exist
+    └── TimelineError (OSError)   a timeline file cannot be opened, is not a memwarden timeline,
+                                  or is corrupt
+
+Each carries a message that says the cause and, where there is one, the fix; the command line
+prints it as one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class MemwardenError(Exception):
+    """The root of every error memwarden raises on purpose."""
+
+
+class ProbeUnavailable(MemwardenError):
+    """A memory layer cannot be read in this process; ``reason`` says why."""
+
+    def __init__(self, layer: str, reason: str) -> None:
+        super().__init__(f"{layer}: unavailable ({reason})")
+        self.layer = layer
+        self.reason = reason
+
+
+class UsageError(MemwardenError, ValueError):
+    """The user asked for something that cannot be done as asked."""
+
+
+class ProgramNotFound(MemwardenError, FileNotFoundError):
+    """The script or module to run does not exist."""
+
+
+class TimelineError(MemwardenError, OSError):
+    """A timeline database cannot be opened, created or read."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -1,0 +1,225 @@
+"""The sampler: a daemon thread that reads every memory layer on a fixed cadence.
+
+Cheap probes are read every tick (``interval`` seconds); costly ones (the pymalloc table) on a slower
+cadence (``slow_interval``). Each tick becomes a :class:`~memwarden.timeline.Sample` kept in a bounded
+ring buffer in memory and, when a :class:`~memwarden.timeline.Timeline` is given, appended to its file.
+
+The sampler never hurts its host: a probe that raises is counted and skipped (the error is kept for
+:meth:`Sampler.status`), an unavailable layer is recorded once with its reason, and observers (the
+diagnosis' investigator, guards) run in the same thread under the same protection.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .exceptions import ProbeUnavailable, UsageError
+from .probes._base import Availability, Metrics, Probe, flatten
+from .timeline import Sample, Timeline
+
+
+class SampleObserver(Protocol):
+    """Called in the sampler's thread after each tick (e.g. the investigator, a guard)."""
+
+    def __call__(self, sampler: Sampler, sample: Sample) -> None: ...
+
+
+@dataclass
+class LayerStatus:
+    """What the sampler knows of one layer: readable or not, and its errors."""
+
+    layer: str
+    available: bool
+    reason: str = ""
+    reads: int = 0
+    errors: int = 0
+    last_error: str = ""
+    total_read_s: float = 0.0
+
+    @property
+    def mean_read_s(self) -> float | None:
+        return self.total_read_s / self.reads if self.reads else None
+
+
+@dataclass
+class _ProbeSlot:
+    probe: Probe[Any]
+    status: LayerStatus
+    next_due: float = 0.0
+    latest: Any = None
+
+
+def validate_interval(interval: float, name: str = "interval") -> float:
+    """``interval`` as a float, or a :class:`UsageError` saying what is wrong with it."""
+    try:
+        value = float(interval)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number of seconds, not {interval!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise UsageError(f"{name} must be a positive number of seconds, not {interval!r} (try 1 or 0.1)")
+    if value < 0.01:
+        raise UsageError(f"{name} {value} s is too short: the sampler would cost more than it tells (use >= 0.01)")
+    return value
+
+
+@dataclass
+class Sampler:
+    """Reads ``probes`` every ``interval`` seconds in a daemon thread.
+
+    ``slow_interval`` is the cadence of probes whose ``cost`` is ``"costly"`` (default: every 5
+    ticks, at least every 2 s). ``ring_size`` bounds the samples kept in memory; the timeline keeps
+    the whole run (within its own retention).
+    """
+
+    probes: Sequence[Probe[Any]]
+    interval: float = 1.0
+    slow_interval: float | None = None
+    ring_size: int = 600
+    timeline: Timeline | None = None
+    observers: list[SampleObserver] = field(default_factory=list)
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        self.interval = validate_interval(self.interval)
+        if self.slow_interval is None:
+            self.slow_interval = max(self.interval * 5, 2.0)
+        self.slow_interval = validate_interval(self.slow_interval, "slow_interval")
+        if self.ring_size < 1:
+            raise UsageError("ring_size must be at least 1")
+        self.ring: collections.deque[Sample] = collections.deque(maxlen=self.ring_size)
+        self._slots: list[_ProbeSlot] = []
+        for probe in self.probes:
+            try:
+                avail = probe.available()
+            except Exception as exc:  # a probe must never take its host down, even here
+                avail = Availability.no(f"availability check failed: {exc!r}")
+            self._slots.append(_ProbeSlot(probe, LayerStatus(probe.layer, bool(avail), avail.reason)))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tick_lock = threading.Lock()
+        self.ticks = 0
+        self.observer_errors: collections.deque[str] = collections.deque(maxlen=20)
+        self.started_mono: float | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> Sampler:
+        """Take a first sample now, then keep sampling in a daemon thread."""
+        if self._thread is not None:
+            return self
+        self.started_mono = self.clock()
+        self.sample_once()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="memwarden-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, *, final_sample: bool = True, timeout: float = 30.0) -> None:
+        """Stop the thread (waiting at most ``timeout`` s) and take one last sample."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        if final_sample:
+            self.sample_once()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        next_tick = self.clock() + self.interval
+        while not self._stop.wait(max(0.0, next_tick - self.clock())):
+            try:
+                self.sample_once()
+            except Exception as exc:  # never let the thread die silently; never crash the host
+                self.observer_errors.append(f"tick failed: {exc!r}")
+            next_tick += self.interval
+            now = self.clock()
+            if next_tick < now:  # we fell behind (a long GC, a suspended process): skip, don't burst
+                next_tick = now + self.interval
+
+    # -- sampling -----------------------------------------------------------------------------------
+
+    def sample_once(self) -> Sample:
+        """Read every due probe now and return (and record) the sample."""
+        with self._tick_lock:
+            now = self.clock()
+            metrics: Metrics = {}
+            for slot in self._slots:
+                if not slot.status.available:
+                    continue
+                if slot.probe.cost == "costly" and now < slot.next_due:
+                    continue
+                started = self.clock()
+                try:
+                    reading = slot.probe.read()
+                except ProbeUnavailable as exc:
+                    slot.status.available = False
+                    slot.status.reason = exc.reason
+                    continue
+                except Exception as exc:
+                    slot.status.errors += 1
+                    slot.status.last_error = repr(exc)
+                    continue
+                finally:
+                    slot.status.total_read_s += self.clock() - started
+                slot.status.reads += 1
+                slot.latest = reading
+                if slot.probe.cost == "costly":
+                    slot.next_due = now + (self.slow_interval or self.interval)
+                metrics.update(flatten(slot.probe.layer, reading))
+            sample = Sample(self.wall_clock(), now, metrics)
+            self.ring.append(sample)
+            self.ticks += 1
+            if self.timeline is not None:
+                try:
+                    self.timeline.append(sample)
+                except Exception as exc:  # a full disk must not stop the program we watch
+                    self.observer_errors.append(f"timeline write failed: {exc!r}")
+        for observer in list(self.observers):
+            try:
+                observer(self, sample)
+            except Exception as exc:
+                self.observer_errors.append(f"{observer!r}: {exc!r}")
+        return sample
+
+    def refresh_availability(self) -> None:
+        """Ask unavailable probes again (a program may have initialised CUDA since)."""
+        for slot in self._slots:
+            if not slot.status.available:
+                try:
+                    avail = slot.probe.available()
+                except Exception:
+                    continue
+                if avail:
+                    slot.status.available = True
+                    slot.status.reason = ""
+                else:
+                    slot.status.reason = avail.reason
+
+    # -- introspection ------------------------------------------------------------------------------
+
+    def status(self) -> list[LayerStatus]:
+        """Each layer's availability, read count, errors and mean cost."""
+        return [slot.status for slot in self._slots]
+
+    def latest(self, layer: str) -> Any:
+        """The last reading (the dataclass) of ``layer``, or ``None``."""
+        for slot in self._slots:
+            if slot.probe.layer == layer:
+                return slot.latest
+        return None
+
+    def samples(self) -> list[Sample]:
+        """The samples in the in-memory ring, oldest first."""
+        return list(self.ring)
+
+
+__all__ = ["LayerStatus", "SampleObserver", "Sampler", "validate_interval"]

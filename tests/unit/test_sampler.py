@@ -1,0 +1,127 @@
+"""The sampler: cadence, bounded memory, and never hurting its host."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memwarden.exceptions import UsageError
+from memwarden.probes._base import Availability
+from memwarden.sampler import Sampler, validate_interval
+from memwarden.testing import FakeClock, ReplayProbe
+from memwarden.timeline import Sample, Timeline
+
+
+class _Exploding:
+    """A probe whose read always raises an unexpected error."""
+
+    layer = "boom"
+    cost = "cheap"
+
+    def available(self) -> Availability:
+        return Availability.yes()
+
+    def read(self) -> Any:
+        raise RuntimeError("kaboom")
+
+
+def test_cheap_probes_every_tick_costly_on_the_slow_cadence() -> None:
+    """A costly probe is read only once per slow_interval, a cheap one every tick."""
+    clock = FakeClock()
+    cheap = ReplayProbe("fast", [{"x": 1}])
+    costly = ReplayProbe("slow", [{"y": 2}], cost="costly")
+    s = Sampler([cheap, costly], interval=1.0, slow_interval=5.0, clock=clock)
+    for _ in range(10):
+        s.sample_once()
+        clock.advance(1.0)
+    assert cheap.reads == 10
+    assert costly.reads == 2
+    assert s.samples()[0].metrics == {"fast.x": 1, "slow.y": 2}
+    assert s.samples()[1].metrics == {"fast.x": 1}
+
+
+def test_a_failing_probe_is_counted_not_raised() -> None:
+    """An exception inside a probe never reaches the host; the sampler records it."""
+    s = Sampler([_Exploding(), ReplayProbe("ok", [{"v": 3}])], interval=1.0, clock=FakeClock())
+    sample = s.sample_once()
+    assert sample.metrics == {"ok.v": 3}
+    (boom,) = [st for st in s.status() if st.layer == "boom"]
+    assert boom.errors == 1 and "kaboom" in boom.last_error
+
+
+def test_an_unavailable_layer_says_why_and_is_not_read() -> None:
+    """A layer that is unavailable is reported with its reason and costs nothing."""
+    gpu = ReplayProbe("gpu", [], unavailable="torch not imported")
+    s = Sampler([gpu], interval=1.0, clock=FakeClock())
+    s.sample_once()
+    (st,) = s.status()
+    assert not st.available and st.reason == "torch not imported"
+    assert gpu.reads == 0
+
+
+def test_ring_buffer_is_bounded() -> None:
+    """The in-memory ring keeps at most ring_size samples, the newest ones."""
+    clock = FakeClock()
+    s = Sampler([ReplayProbe("a", [{"i": i} for i in range(50)])], interval=1.0, ring_size=10, clock=clock)
+    for _ in range(50):
+        s.sample_once()
+        clock.advance(1)
+    assert len(s.samples()) == 10
+    assert s.samples()[-1].metrics["a.i"] == 49
+
+
+def test_observer_errors_do_not_stop_sampling() -> None:
+    """A failing observer is recorded and the next observers and ticks still run."""
+    seen: list[Sample] = []
+
+    def bad(sampler: Sampler, sample: Sample) -> None:
+        raise ValueError("observer bug")
+
+    def good(sampler: Sampler, sample: Sample) -> None:
+        seen.append(sample)
+
+    s = Sampler([ReplayProbe("a", [{"v": 1}])], interval=1.0, clock=FakeClock(), observers=[bad, good])
+    s.sample_once()
+    s.sample_once()
+    assert len(seen) == 2
+    assert any("observer bug" in e for e in s.observer_errors)
+
+
+def test_thread_samples_into_the_timeline_and_stops(tmp_path: Path) -> None:
+    """A started sampler runs as a daemon thread, writes to the timeline and stops on request."""
+    tl = Timeline(tmp_path / "t.db")
+    s = Sampler([ReplayProbe("a", [{"v": 1}])], interval=0.02, timeline=tl)
+    s.start()
+    assert s._thread is not None and s._thread.daemon
+    deadline = time.monotonic() + 5
+    while tl.sample_count() < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    s.stop()
+    assert not s.running
+    n = tl.sample_count()
+    time.sleep(0.1)
+    assert tl.sample_count() == n  # nothing after stop
+    assert n >= 5
+    assert not any(t.name == "memwarden-sampler" for t in threading.enumerate())
+    tl.close()
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-1", "nan", "inf", "0.001", ""])
+def test_bad_intervals_are_refused_with_the_fix(bad: str) -> None:
+    """An interval that is not a positive, sane number of seconds is a UsageError that says so."""
+    with pytest.raises(UsageError, match="interval"):
+        validate_interval(bad)
+
+
+def test_sampling_the_real_process_reads_rss() -> None:
+    """With the default probes the sampler reads a positive RSS of this very process."""
+    from memwarden.probes import default_probes
+
+    s = Sampler(default_probes(), interval=1.0)
+    sample = s.sample_once()
+    assert sample.metrics["process.rss_bytes"] > 1_000_000
+    assert sample.metrics["objects.allocated_blocks"] > 1000
