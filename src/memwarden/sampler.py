@@ -84,6 +84,8 @@ class Sampler:
     observers: list[SampleObserver] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
+    recheck_every: int = 5
+    """Ask unavailable layers again every this many ticks (a program initialises CUDA after we start)."""
 
     def __post_init__(self) -> None:
         self.interval = validate_interval(self.interval)
@@ -151,6 +153,8 @@ class Sampler:
         """Read every due probe now and return (and record) the sample."""
         with self._tick_lock:
             now = self.clock()
+            if self.ticks and self.ticks % self.recheck_every == 0:
+                self.refresh_availability()
             metrics: Metrics = {}
             for slot in self._slots:
                 if not slot.status.available:

@@ -125,3 +125,26 @@ def test_sampling_the_real_process_reads_rss() -> None:
     sample = s.sample_once()
     assert sample.metrics["process.rss_bytes"] > 1_000_000
     assert sample.metrics["objects.allocated_blocks"] > 1000
+
+
+def test_a_layer_that_becomes_available_later_is_picked_up() -> None:
+    """A layer unavailable at start (CUDA not yet initialised) is read once it becomes available."""
+
+    class Late:
+        layer = "late"
+        cost = "cheap"
+        ready = False
+
+        def available(self) -> Availability:
+            return Availability.yes() if self.ready else Availability.no("not yet")
+
+        def read(self) -> Any:
+            return ReplayProbe._as_reading({"v": 7})
+
+    probe = Late()
+    clock = FakeClock()
+    s = Sampler([probe], interval=1.0, clock=clock, recheck_every=2)
+    assert s.sample_once().metrics == {}
+    probe.ready = True
+    got = [s.sample_once().metrics for _ in range(3)]
+    assert {"late.v": 7} in got

@@ -1,0 +1,419 @@
+"""The classifier: from the sampled layers and the investigator's evidence to one verdict.
+
+The decision, in the order it is made:
+
+1. Too few samples or too short a run: ``inconclusive``.
+2. The trend of process memory (RSS; malloc's in-use bytes where RSS is missing) is tested with a
+   robust slope (Theil–Sen) and a Mann–Kendall test, after the warm-up, with a floor on the rate and
+   on the total growth that counts (``min_rate_bytes_per_s``, ``min_growth_bytes``).
+3. If it keeps growing to the end: a leak. It is a *Python* leak when the Python-visible layers
+   account for the growth (tracemalloc's traced bytes in a window, or Python's allocated-block count
+   growing with it); otherwise a *native* leak (C extension, ctypes, a native library).
+4. If it does not grow: *allocator retention* when the allocators hold a large share of the process
+   in free memory (pymalloc arenas' free blocks and pools, glibc free chunks, what ``malloc_trim``
+   gave back); *plateau* when it grew and levelled off; else *stable*.
+5. The GPU layer is decided on its own (``gpu_leak``, ``gpu_cache_retention``) and wins over a
+   CPU-side answer that is not a leak.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._format import format_bytes, format_rate
+from ..timeline import Sample, series
+from ._advice import advise
+from ._evidence import Evidence, WindowEvidence
+from ._trend import Trend, analyse
+from ._verdict import CacheGrowthInfo, Holder, Site, TypeGrowth, Verdict, VerdictName
+
+RSS = "process.rss_bytes"
+BLOCKS = "objects.allocated_blocks"
+TRACED = "tracing.traced_bytes"
+PYMALLOC_ALLOCATED = "pymalloc.allocated_block_bytes"
+PYMALLOC_ARENA = "pymalloc.arena_bytes"
+LIBC_IN_USE = "libc.in_use_bytes"
+LIBC_MMAPPED = "libc.mmapped_bytes"
+LIBC_FREE = "libc.free_bytes"
+
+
+@dataclass(frozen=True)
+class DiagnosisConfig:
+    """The thresholds of the decision. The defaults suit runs of seconds to hours."""
+
+    min_samples: int = 4
+    min_duration_s: float = 2.0
+    alpha: float = 0.01
+    """Significance level of the trend test."""
+    min_rate_bytes_per_s: float = 20 * 1024
+    """Growth slower than this is negligible (20 KiB/s is 1.7 GiB a day: still worth naming)."""
+    min_growth_bytes: float = 512 * 1024
+    """Growth smaller than this over the run is noise, whatever its rate."""
+    python_share: float = 0.25
+    """Share of the process's growth the Python layers must account for to call it a Python leak."""
+    retention_min_bytes: float = 32 * 1024 * 1024
+    retention_min_share: float = 0.25
+    """Retention is the verdict when free-but-kept bytes are at least this share of RSS."""
+
+
+def classify(
+    samples: Sequence[Sample], evidence: Evidence | None = None, config: DiagnosisConfig | None = None
+) -> Verdict:
+    """Decide what a run's memory did. Pure: the same samples and evidence give the same verdict."""
+    cfg = config or DiagnosisConfig()
+    ev = evidence or Evidence()
+    samples = list(samples)
+    duration = samples[-1].mono - samples[0].mono if len(samples) >= 2 else 0.0
+    layers = layer_figures(samples)
+    sites, types, holders = _attribution(ev)
+    caches = tuple(
+        sorted((c for c in ev.caches if _worth_naming(c)), key=lambda c: (c.maxsize is not None, -c.growth_per_s))
+    )
+
+    if len(samples) < cfg.min_samples or duration < cfg.min_duration_s:
+        return Verdict(
+            verdict="inconclusive",
+            confidence=0.0,
+            summary=(
+                f"Too little to go on: {len(samples)} samples over {duration:.1f} s "
+                f"(need at least {cfg.min_samples} over {cfg.min_duration_s:g} s); run longer or sample faster."
+            ),
+            duration_s=duration,
+            samples=len(samples),
+            growth_bytes_per_s={"rss": None, "python": None, "native": None, "gpu": None},
+            layers=layers,
+            advice=("Run the program longer (a service: a few minutes of traffic) or lower --interval.",),
+        )
+
+    primary_key = RSS if any(s.metrics.get(RSS) is not None for s in samples) else LIBC_IN_USE
+    rss_tr = _trend(samples, primary_key, cfg)
+    blocks_tr = _trend(samples, BLOCKS, cfg, bytes_series=False)
+    window = ev.windows[-1] if ev.windows else None
+    python_rate = _python_rate(samples, window, cfg)
+    rss_rate = rss_tr.rate_per_s if rss_tr is not None else None
+    native_rate = None
+    if rss_rate is not None:
+        native_rate = max(0.0, rss_rate - max(0.0, python_rate or 0.0))
+    growth: dict[str, float | None] = {
+        "rss": rss_rate,
+        "python": python_rate,
+        "native": native_rate,
+        "gpu": None,
+    }
+    evid: list[str] = []
+    if rss_tr is not None:
+        evid.append(f"{primary_key}: {rss_tr.reason}")
+    if blocks_tr is not None:
+        evid.append(f"{BLOCKS}: {blocks_tr.reason}")
+    if window is not None:
+        evid.append(
+            f"tracemalloc window {window.opened_s:.1f}-{window.closed_s:.1f} s: traced "
+            f"{format_bytes(window.traced_end_bytes - window.traced_start_bytes, signed=True)} "
+            f"({format_rate(window.traced_growth_per_s)})"
+        )
+
+    verdict: VerdictName
+    grows = rss_tr is not None and _meaningful_growth(rss_tr, cfg)
+    if grows:
+        assert rss_tr is not None
+        python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg)
+        verdict = "python_leak" if python_explains else "native_leak"
+        confidence = _leak_confidence(rss_tr, blocks_tr, window, python_explains, len(samples))
+    else:
+        retained, retention_evidence = _retention(samples, ev, cfg)
+        evid.extend(retention_evidence)
+        rss_end = _last(samples, primary_key) or 0.0
+        hidden_python_leak = (
+            blocks_tr is not None
+            and blocks_tr.status == "growing"
+            and python_rate is not None
+            and python_rate >= cfg.min_rate_bytes_per_s
+            and python_rate * duration >= cfg.min_growth_bytes
+        )
+        if hidden_python_leak:
+            # objects keep piling up, but into memory the allocator already held
+            verdict = "python_leak"
+            confidence = 0.7
+            evid.append("Python objects grow while RSS does not: they reuse memory the allocator already held")
+        elif retained >= cfg.retention_min_bytes and retained >= cfg.retention_min_share * max(rss_end, 1.0):
+            verdict = "allocator_retention"
+            confidence = min(0.95, 0.6 + 0.4 * retained / max(rss_end, 1.0))
+        elif rss_tr is not None and rss_tr.status == "plateau":
+            verdict = "plateau"
+            confidence = 0.8
+        else:
+            verdict = "stable"
+            confidence = 0.9 if len(samples) >= 8 else 0.7
+
+    gpu = _gpu_finding(samples)
+    if gpu is not None:
+        growth["gpu"] = gpu.evidence.get("allocated_slope_bytes_per_s")
+        evid.append(f"gpu: {gpu.summary}")
+        cpu_leak_rate = (rss_rate or 0.0) if verdict in ("python_leak", "native_leak") else 0.0
+        gpu_rate = growth["gpu"] or 0.0
+        if gpu.verdict == "gpu_leak" and gpu_rate >= cpu_leak_rate:
+            verdict, confidence = "gpu_leak", gpu.confidence
+        elif gpu.verdict == "gpu_cache_retention" and verdict in ("stable", "plateau", "allocator_retention"):
+            verdict, confidence = "gpu_cache_retention", gpu.confidence
+        layers["gpu"] = {**layers.get("gpu", {}), "finding": gpu.verdict, "fragmentation": gpu.fragmentation}
+        if verdict in ("gpu_leak", "gpu_cache_retention"):
+            sites = ev.gpu_sites or sites
+            holders = ev.gpu_holders or holders
+
+    advice = advise(verdict, sites=sites, types=types, holders=holders, caches=caches, gpu=gpu)
+    summary = _summary(verdict, growth, sites, holders, caches, layers, gpu)
+    return Verdict(
+        verdict=verdict,
+        confidence=round(max(0.0, min(confidence, 0.99)), 3),
+        summary=summary,
+        duration_s=duration,
+        samples=len(samples),
+        growth_bytes_per_s=growth,
+        sites=sites if verdict in ("python_leak", "gpu_leak") else sites[:3],
+        types=types,
+        holders=holders,
+        caches=caches,
+        advice=advice,
+        evidence=tuple(evid),
+        layers=layers,
+    )
+
+
+def _worth_naming(cache: CacheGrowthInfo) -> bool:
+    """A cache that grew and is unbounded, or one of the program's own (not the stdlib's bounded ones)."""
+    if cache.growth_per_s <= 0:
+        return False
+    if cache.maxsize is None:
+        return True
+    top = cache.name.split(".", 1)[0]
+    return top not in sys.stdlib_module_names and top != "memwarden"
+
+
+# -- trends -------------------------------------------------------------------------------------------
+
+
+def _trend(samples: Sequence[Sample], key: str, cfg: DiagnosisConfig, *, bytes_series: bool = True) -> Trend | None:
+    if key == LIBC_IN_USE:
+        ts, ys = _malloc_used(samples)
+    else:
+        ts, ys = series(list(samples), key)
+    if len(ys) < cfg.min_samples:
+        return None
+    return analyse(
+        ts,
+        ys,
+        min_points=cfg.min_samples,
+        alpha=cfg.alpha,
+        min_rate=cfg.min_rate_bytes_per_s if bytes_series else 0.0,
+        unit="B" if bytes_series else "blocks",
+    )
+
+
+def _malloc_used(samples: Sequence[Sample]) -> tuple[list[float], list[float]]:
+    if not samples:
+        return [], []
+    t0 = samples[0].mono
+    ts, ys = [], []
+    for s in samples:
+        a, b = s.metrics.get(LIBC_IN_USE), s.metrics.get(LIBC_MMAPPED)
+        if a is not None:
+            ts.append(s.mono - t0)
+            ys.append(float(a) + float(b or 0))
+    return ts, ys
+
+
+def _meaningful_growth(tr: Trend, cfg: DiagnosisConfig) -> bool:
+    return (
+        tr.status == "growing"
+        and tr.significant
+        and tr.rate_per_s >= cfg.min_rate_bytes_per_s
+        and tr.growth_bytes >= cfg.min_growth_bytes
+    )
+
+
+def _python_rate(samples: Sequence[Sample], window: WindowEvidence | None, cfg: DiagnosisConfig) -> float | None:
+    """Bytes/s of growth the Python allocators account for: tracemalloc's if a window saw it."""
+    if window is not None and window.duration_s > 0:
+        ts, ys = series(list(samples), TRACED)
+        inside = [(t, y) for t, y in zip(ts, ys) if window.opened_s <= t <= window.closed_s + 1e-6]
+        if len(inside) >= 4:
+            tr = analyse([t for t, _ in inside], [y for _, y in inside], min_points=4, alpha=cfg.alpha)
+            return tr.rate_per_s
+        return window.traced_growth_per_s
+    tr = _trend(samples, PYMALLOC_ALLOCATED, cfg)
+    return tr.rate_per_s if tr is not None else None
+
+
+def _python_explains(
+    rss_tr: Trend,
+    blocks_tr: Trend | None,
+    python_rate: float | None,
+    window: WindowEvidence | None,
+    cfg: DiagnosisConfig,
+) -> bool:
+    if window is not None and python_rate is not None:
+        site_growth = sum(max(0, s.size_diff_bytes) for s in window.sites)
+        site_rate = site_growth / window.duration_s if window.duration_s > 0 else 0.0
+        threshold = max(cfg.min_rate_bytes_per_s, cfg.python_share * rss_tr.rate_per_s)
+        return max(python_rate, site_rate) >= threshold
+    # no window: the allocated-block count is the only Python-side witness
+    return blocks_tr is not None and blocks_tr.status == "growing" and blocks_tr.significant
+
+
+def _leak_confidence(
+    rss_tr: Trend, blocks_tr: Trend | None, window: WindowEvidence | None, python_explains: bool, n: int
+) -> float:
+    p = rss_tr.mk.p_value if rss_tr.mk is not None else 1.0
+    base = 1.0 - min(1.0, p * 10)
+    agree = 1.0
+    if python_explains:
+        witnesses = int(window is not None) + int(blocks_tr is not None and blocks_tr.status == "growing")
+        agree = 1.0 if witnesses >= 2 else 0.92
+    else:
+        agree = 0.95 if window is not None else 0.8
+    size = 1.0 if n >= 8 else 0.85
+    return max(0.5, base * agree * size)
+
+
+# -- retention ----------------------------------------------------------------------------------------
+
+
+def _last(samples: Sequence[Sample], key: str) -> float | None:
+    for s in reversed(samples):
+        v = s.metrics.get(key)
+        if v is not None:
+            return float(v)
+    return None
+
+
+def _max(samples: Sequence[Sample], key: str) -> float | None:
+    values = [float(v) for s in samples if (v := s.metrics.get(key)) is not None]
+    return max(values) if values else None
+
+
+def _retention(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfig) -> tuple[float, list[str]]:
+    """Bytes the allocators hold free at the end of the run, and sentences saying where."""
+    notes: list[str] = []
+    pym_free = 0.0
+    arena = _last(samples, PYMALLOC_ARENA)
+    allocated = _last(samples, PYMALLOC_ALLOCATED)
+    if arena is not None and allocated is not None:
+        pym_free = max(0.0, arena - allocated)
+        util = allocated / arena if arena else None
+        util_text = f" ({util:.0%} used)" if util is not None else ""
+        notes.append(
+            f"pymalloc arenas hold {format_bytes(arena)}{util_text}; "
+            f"{format_bytes(pym_free)} of it is free blocks and pools"
+        )
+    libc_free = _last(samples, LIBC_FREE) or 0.0
+    if _last(samples, LIBC_FREE) is not None:
+        notes.append(f"glibc holds {format_bytes(libc_free)} in free chunks")
+    retained = pym_free + libc_free
+    if ev.trim is not None:
+        notes.append(
+            f"malloc_trim(0) gave back {format_bytes(ev.trim.returned_bytes)} "
+            f"(RSS {format_bytes(ev.trim.rss_before_bytes)} -> {format_bytes(ev.trim.rss_after_bytes)})"
+        )
+        retained = max(retained, pym_free + ev.trim.returned_bytes)
+    blocks_max, blocks_end = _max(samples, BLOCKS), _last(samples, BLOCKS)
+    if blocks_max and blocks_end is not None and blocks_end < 0.7 * blocks_max:
+        notes.append(
+            f"live Python blocks fell from {blocks_max:,.0f} to {blocks_end:,.0f} while the memory stayed with the process"
+        )
+    return retained, notes
+
+
+# -- attribution and words -------------------------------------------------------------------------------
+
+
+def _attribution(ev: Evidence) -> tuple[tuple[Site, ...], tuple[TypeGrowth, ...], tuple[Holder, ...]]:
+    if not ev.windows:
+        return (), (), ()
+    # the latest window with sites is the best witness: it saw the steady state
+    for w in reversed(ev.windows):
+        if w.sites:
+            return w.sites, w.types, w.holders
+    w = ev.windows[-1]
+    return w.sites, w.types, w.holders
+
+
+def layer_figures(samples: Sequence[Sample]) -> dict[str, dict[str, Any]]:
+    """Start, end and peak of each layer's main figures."""
+    out: dict[str, dict[str, Any]] = {}
+    if not samples:
+        return out
+    keys: dict[str, list[str]] = {}
+    for s in samples:
+        for k in s.metrics:
+            layer, _, name = k.partition(".")
+            if name and k not in keys.setdefault(layer, []):
+                keys[layer].append(k)
+    for layer, names in keys.items():
+        figures: dict[str, Any] = {}
+        for k in names:
+            values = [v for s in samples if (v := s.metrics.get(k)) is not None]
+            if not values:
+                continue
+            short = k.partition(".")[2]
+            figures[short] = {"first": values[0], "last": values[-1], "max": max(values)}
+        out[layer] = figures
+    return out
+
+
+def _where(sites: tuple[Site, ...], holders: tuple[Holder, ...]) -> str:
+    parts = []
+    if sites:
+        s = sites[0]
+        fn = f" in {s.function}()" if s.function else ""
+        parts.append(f"allocated at {s.file}:{s.line}{fn}")
+    if holders:
+        parts.append(f"held by {holders[0].path}")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def _summary(
+    verdict: str,
+    growth: dict[str, float | None],
+    sites: tuple[Site, ...],
+    holders: tuple[Holder, ...],
+    caches: tuple[CacheGrowthInfo, ...],
+    layers: dict[str, dict[str, Any]],
+    gpu: Any,
+) -> str:
+    rss = layers.get("process", {}).get("rss_bytes", {})
+    if verdict == "python_leak":
+        rate = growth.get("python") or growth.get("rss")
+        unbounded = [c for c in caches if c.maxsize is None and c.growth_per_s > 0]
+        extra = f"; unbounded cache {unbounded[0].name} grows {unbounded[0].growth_per_s:,.0f} entries/s" if unbounded else ""
+        return f"Python objects leak at {format_rate(rate)}{_where(sites, holders)}{extra}."
+    if verdict == "native_leak":
+        return (
+            f"Process memory grows {format_rate(growth.get('rss'))} outside Python's allocators "
+            f"(Python-visible allocations stay flat): a C extension, ctypes or native library keeps memory."
+        )
+    if verdict == "allocator_retention":
+        return (
+            f"Not a leak: memory was freed but the allocators keep it (RSS {format_bytes(rss.get('last'))}, "
+            f"peak {format_bytes(rss.get('max'))}); it will be reused, or returned with malloc_trim / a worker recycle."
+        )
+    if verdict == "plateau":
+        return (
+            f"Memory grew then levelled off at {format_bytes(rss.get('last'))}: a warm-up or a cache reaching its "
+            f"bound, not a leak."
+        )
+    if verdict in ("gpu_leak", "gpu_cache_retention") and gpu is not None:
+        return str(gpu.summary)
+    if verdict == "stable":
+        return f"No meaningful growth: RSS {format_bytes(rss.get('first'))} -> {format_bytes(rss.get('last'))}."
+    return "Not enough data to decide."
+
+
+def _gpu_finding(samples: Sequence[Sample]) -> Any:
+    if not any(s.metrics.get("gpu.allocated_bytes") is not None for s in samples):
+        return None
+    from ._gpu import classify_gpu
+
+    return classify_gpu(samples)

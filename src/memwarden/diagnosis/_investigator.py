@@ -1,0 +1,402 @@
+"""The investigator: adaptive attribution that stays cheap until growth is suspected.
+
+It rides on the sampler (it is a sample observer, so it runs in the sampler's daemon thread):
+
+1. At the start it lists the process's caches (``lru_cache`` wrappers, cachetools caches, watched
+   containers).
+2. Each tick it asks whether memory looks like it grows (process RSS, malloc in-use bytes or
+   Python's allocated-block count rising through most recent ticks). Until then it costs nothing.
+3. When growth is suspected it opens a tracemalloc *window* (``frames`` deep, enough to reach the
+   user's code) and takes a census of live object types. After ``window_s`` it diffs both, takes a
+   few live objects allocated at the top growing site, searches who holds them, records all of it
+   as a ``tracemalloc_window`` event and closes the window (stopping tracemalloc only if it started
+   it). Another window can open after ``cooldown_s`` if growth goes on.
+4. At the end of a run (:meth:`finish`) it concludes an open window, measures cache growth, and, when
+   glibc holds many free bytes, records what ``malloc_trim(0)`` gives back (evidence of retention).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._evidence import (
+    EVENT_CACHES,
+    EVENT_GPU_SITES,
+    EVENT_TRIM,
+    EVENT_WINDOW,
+    Evidence,
+    TrimEvidence,
+    WindowEvidence,
+)
+from ._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
+
+if TYPE_CHECKING:
+    from ..sampler import Sampler
+    from ..timeline import Sample
+
+log = logging.getLogger("memwarden")
+
+# metrics whose rise makes the investigator suspicious, with the rise (in their unit) that counts
+_SUSPECT_KEYS: tuple[tuple[str, float], ...] = (
+    ("process.rss_bytes", 512 * 1024),
+    ("libc.in_use_bytes", 512 * 1024),
+    ("objects.allocated_blocks", 4000),
+)
+
+
+@dataclass
+class InvestigatorConfig:
+    """How eagerly the investigator looks, and how much it may spend."""
+
+    warmup_s: float = 1.0
+    """Ignore the first seconds (imports, start-up loads) when deciding whether memory grows."""
+    window_s: float = 4.0
+    """How long a tracemalloc window stays open."""
+    frames: int = 16
+    """Traceback depth of the tracemalloc window."""
+    cooldown_s: float = 60.0
+    """Least time between the close of a window and the opening of the next."""
+    max_windows: int = 3
+    min_points: int = 3
+    """Samples after warm-up needed before growth can be suspected."""
+    top_sites: int = 10
+    holder_samples: int = 5
+    holder_budget_s: float = 3.0
+    census: bool = True
+    trim_at_finish: bool = True
+    trim_min_free_bytes: int = 16 * 1024 * 1024
+    gpu_history: bool = True
+    """Record PyTorch's allocation history for one window when live GPU memory grows."""
+    gpu_min_rise_bytes: int = 16 * 1024 * 1024
+
+
+def suspect_growth(samples: Sequence[Sample], *, since_mono: float, min_points: int = 3) -> str | None:
+    """Why memory looks like it grows in ``samples`` after ``since_mono``, or ``None``.
+
+    Deliberately eager and cheap: a window costs a few seconds of tracing, a missed leak costs the
+    answer. A metric is suspect when it rose by its threshold over the considered samples and most
+    of its steps (at least 60 %) went up.
+    """
+    recent = [s for s in samples if s.mono >= since_mono][-30:]
+    if len(recent) < min_points:
+        return None
+    for key, threshold in _SUSPECT_KEYS:
+        ys = [float(v) for s in recent if (v := s.metrics.get(key)) is not None]
+        if len(ys) < min_points:
+            continue
+        rise = ys[-1] - min(ys)
+        steps = [b - a for a, b in zip(ys, ys[1:])]
+        ups = sum(1 for d in steps if d > 0)
+        if rise >= threshold and steps and ups / len(steps) >= 0.6:
+            return f"{key} rose by {rise:,.0f} over {len(ys)} samples"
+    return None
+
+
+class Investigator:
+    """Opens tracemalloc windows when growth is suspected and keeps what they find.
+
+    Add it to a sampler's observers. ``evidence()`` returns everything found so far.
+    """
+
+    def __init__(self, config: InvestigatorConfig | None = None) -> None:
+        self.config = config or InvestigatorConfig()
+        self._lock = threading.RLock()
+        self._windows: list[WindowEvidence] = []
+        self._open: dict[str, Any] | None = None
+        self._last_closed_mono: float | None = None
+        self._start_mono: float | None = None
+        self._caches_start: tuple[float, list[Any]] | None = None
+        self._caches: tuple[CacheGrowthInfo, ...] = ()
+        self._trim: TrimEvidence | None = None
+        self._notes: list[str] = []
+        self.suspicion: str | None = None
+        self._gpu_open: tuple[float, Any] | None = None
+        self._gpu_done = False
+        self._gpu_sites: tuple[Site, ...] = ()
+        self._gpu_holders: tuple[Holder, ...] = ()
+
+    # -- the observer -------------------------------------------------------------------------------
+
+    def __call__(self, sampler: Sampler, sample: Sample) -> None:
+        with self._lock:
+            if self._start_mono is None:
+                self._start_mono = sampler.started_mono if sampler.started_mono is not None else sample.mono
+                self._caches_start = (sample.mono, self._find_caches())
+            if self.config.gpu_history and not self._gpu_done:
+                self._gpu_tick(sampler, sample)
+            if self._open is not None:
+                if sample.mono - self._open["mono"] >= self.config.window_s:
+                    self._close_window(sampler, sample.mono)
+                return
+            if len(self._windows) >= self.config.max_windows:
+                return
+            if self._last_closed_mono is not None and sample.mono - self._last_closed_mono < self.config.cooldown_s:
+                return
+            since = self._start_mono + self.config.warmup_s
+            if self._last_closed_mono is not None:
+                since = max(since, self._last_closed_mono)
+            why = suspect_growth(sampler.samples(), since_mono=since, min_points=self.config.min_points)
+            if why is not None:
+                self.suspicion = why
+                self._open_window(sampler, sample.mono, why)
+
+    # -- windows ------------------------------------------------------------------------------------
+
+    def _open_window(self, sampler: Sampler, mono: float, why: str) -> None:
+        from ..probes.tracing import TracemallocWindow
+
+        window = TracemallocWindow(frames=self.config.frames)
+        try:
+            window.open()
+        except Exception as exc:
+            self._notes.append(f"could not open a tracemalloc window: {exc!r}")
+            self._last_closed_mono = mono
+            return
+        census_before = None
+        if self.config.census:
+            census_before = self._census()
+        traced, _ = window.traced_bytes()
+        self._open = {
+            "mono": mono,
+            "window": window,
+            "census": census_before,
+            "traced": traced,
+            "why": why,
+        }
+        log.debug("memwarden: opened a tracemalloc window (%s)", why)
+
+    def _close_window(self, sampler: Sampler, mono: float) -> None:
+        state, self._open = self._open, None
+        if state is None:
+            return
+        window = state["window"]
+        notes = [f"opened because {state['why']}"]
+        sites: tuple[Site, ...] = ()
+        types: tuple[TypeGrowth, ...] = ()
+        holders: tuple[Holder, ...] = ()
+        traced_end = state["traced"]
+        try:
+            traced_end, _ = window.traced_bytes()
+            diffs = window.diff(group_by="traceback", top=self.config.top_sites)
+            sites = tuple(_site_from_diff(d) for d in diffs)
+            if state["census"] is not None:
+                types = self._types_grown(state["census"])
+            holders = self._holders_for(sites, types)
+        except Exception as exc:
+            notes.append(f"attribution failed: {exc!r}")
+        finally:
+            try:
+                window.close()
+            except Exception as exc:
+                notes.append(f"closing the window failed: {exc!r}")
+        start = self._start_mono or state["mono"]
+        evidence = WindowEvidence(
+            opened_s=state["mono"] - start,
+            closed_s=mono - start,
+            frames=self.config.frames,
+            owns_tracing=bool(getattr(window, "owns_tracing", True)),
+            traced_start_bytes=int(state["traced"]),
+            traced_end_bytes=int(traced_end),
+            sites=sites,
+            types=types,
+            holders=holders,
+            notes=tuple(notes),
+        )
+        self._windows.append(evidence)
+        self._last_closed_mono = mono
+        if sampler.timeline is not None:
+            sampler.timeline.add_event(EVENT_WINDOW, evidence.to_json())
+
+    def _census(self) -> Any:
+        from ..probes.objects import census
+
+        return census(top=None)
+
+    def _types_grown(self, before: Any) -> tuple[TypeGrowth, ...]:
+        from ..probes.objects import census_diff
+
+        after = self._census()
+        grown = [
+            d
+            for d in census_diff(before, after)
+            if (d.size_diff_bytes > 0 or d.count_diff > 0) and not _is_memwarden_type(d.type)
+        ]
+        return tuple(TypeGrowth(d.type, d.count_diff, d.size_diff_bytes) for d in grown[:10])
+
+    def _holders_for(self, sites: tuple[Site, ...], types: tuple[TypeGrowth, ...]) -> tuple[Holder, ...]:
+        if not sites:
+            return ()
+        from ._holders import find_holders, sample_objects, summarise_paths
+
+        holders: list[Holder] = []
+        for site in sites[:3]:
+            objs = sample_objects(site.file, site.line, limit=self.config.holder_samples)
+            if not objs:
+                continue
+            try:
+                paths = find_holders(objs, time_budget_s=self.config.holder_budget_s)
+            finally:
+                del objs
+            for p in summarise_paths(paths):
+                h = Holder(p.type, p.path, p.root_kind)
+                if h not in holders:
+                    holders.append(h)
+            if holders:
+                break
+        return tuple(holders[:5])
+
+    # -- the GPU: PyTorch's allocation history ---------------------------------------------------------
+
+    def _gpu_tick(self, sampler: Sampler, sample: Sample) -> None:
+        if sample.metrics.get("gpu.allocated_bytes") is None:
+            return
+        if self._gpu_open is not None:
+            if sample.mono - self._gpu_open[0] >= self.config.window_s:
+                self._close_gpu(sampler)
+            return
+        recent = [s for s in sampler.samples() if s.mono >= (self._start_mono or 0) + self.config.warmup_s]
+        ys = [float(v) for s in recent[-30:] if (v := s.metrics.get("gpu.allocated_bytes")) is not None]
+        if len(ys) < self.config.min_points:
+            return
+        steps = [b - a for a, b in zip(ys, ys[1:])]
+        if ys[-1] - min(ys) < self.config.gpu_min_rise_bytes or sum(d > 0 for d in steps) < 0.6 * len(steps):
+            return
+        from ._gpu_history import GpuHistoryRecorder
+
+        recorder = GpuHistoryRecorder()
+        if not recorder.available():
+            self._gpu_done = True
+            return
+        try:
+            recorder.start()
+        except Exception as exc:
+            self._notes.append(f"could not record GPU allocation history: {exc!r}")
+            self._gpu_done = True
+            return
+        self._gpu_open = (sample.mono, recorder)
+
+    def _close_gpu(self, sampler: Sampler) -> None:
+        if self._gpu_open is None:
+            return
+        _, recorder = self._gpu_open
+        self._gpu_open = None
+        self._gpu_done = True
+        try:
+            report = recorder.stop()
+        except Exception as exc:
+            self._notes.append(f"GPU allocation history failed: {exc!r}")
+            return
+        holders: list[dict[str, Any]] = []
+        if report.sites:
+            from ._gpu_history import find_gpu_holders
+
+            try:
+                paths = find_gpu_holders(
+                    sys.modules.get("torch"),
+                    report.sites[0],
+                    time_budget_s=self.config.holder_budget_s,
+                )
+                holders = [{"type": p.type, "path": p.path, "root_kind": p.root_kind} for p in paths]
+            except Exception as exc:
+                self._notes.append(f"GPU holder search failed: {exc!r}")
+        data = report.to_event_data(holders)
+        self._gpu_sites = tuple(
+            Site(
+                s["file"],
+                int(s["line"]),
+                s.get("function"),
+                int(s["size_diff_bytes"]),
+                int(s["count_diff"]),
+                tuple(SourceFrame(f["file"], int(f["line"]), f.get("function")) for f in s.get("traceback", [])),
+            )
+            for s in data["sites"]
+        )
+        self._gpu_holders = tuple(Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in holders)
+        if sampler.timeline is not None:
+            sampler.timeline.add_event(EVENT_GPU_SITES, data)
+
+    # -- caches and the end of a run -----------------------------------------------------------------
+
+    def _find_caches(self) -> list[Any]:
+        try:
+            from ._caches import find_caches
+
+            return list(find_caches())
+        except Exception as exc:
+            self._notes.append(f"cache scan failed: {exc!r}")
+            return []
+
+    def finish(self, sampler: Sampler) -> Evidence:
+        """Conclude an open window, measure caches and (if worth it) malloc_trim; return the evidence."""
+        with self._lock:
+            now = sampler.clock()
+            if self._open is not None:
+                self._close_window(sampler, now)
+            if self._gpu_open is not None:
+                self._close_gpu(sampler)
+            if self._caches_start is not None:
+                from ._caches import cache_growth
+
+                t0, before = self._caches_start
+                after = self._find_caches()
+                try:
+                    grown = cache_growth(before, after, max(now - t0, 1e-9))
+                    self._caches = tuple(
+                        CacheGrowthInfo(g.name, g.kind, g.maxsize, g.currsize, g.growth_per_s) for g in grown
+                    )
+                except Exception as exc:
+                    self._notes.append(f"cache growth failed: {exc!r}")
+                if sampler.timeline is not None:
+                    sampler.timeline.add_event(EVENT_CACHES, {"caches": [c.to_json() for c in self._caches]})
+            if self.config.trim_at_finish:
+                self._trim = self._measure_trim(sampler)
+                if self._trim is not None and sampler.timeline is not None:
+                    sampler.timeline.add_event(EVENT_TRIM, self._trim.to_json())
+            return self.evidence()
+
+    def _measure_trim(self, sampler: Sampler) -> TrimEvidence | None:
+        libc = sampler.latest("libc")
+        free = getattr(libc, "free_bytes", None)
+        if free is None or free < self.config.trim_min_free_bytes:
+            return None
+        try:
+            from ..probes.libc import malloc_trim
+
+            result = malloc_trim(0)
+        except Exception as exc:
+            self._notes.append(f"malloc_trim unavailable: {exc!r}")
+            return None
+        return TrimEvidence(result.rss_before_bytes, result.rss_after_bytes, result.returned_bytes)
+
+    def evidence(self) -> Evidence:
+        """What has been found so far (plain data)."""
+        with self._lock:
+            return Evidence(
+                windows=tuple(self._windows),
+                caches=self._caches,
+                trim=self._trim,
+                gpu_sites=self._gpu_sites,
+                gpu_holders=self._gpu_holders,
+                notes=tuple(self._notes),
+            )
+
+
+def _is_memwarden_type(name: str) -> bool:
+    """memwarden's own objects (its census, its frames) are not the program's growth."""
+    return name.startswith("memwarden.") and not name.startswith("memwarden.examples.")
+
+
+def _site_from_diff(diff: Any) -> Site:
+    return Site(
+        file=diff.file,
+        line=int(diff.line),
+        function=diff.function,
+        size_diff_bytes=int(diff.size_diff_bytes),
+        count_diff=int(diff.count_diff),
+        traceback=tuple(SourceFrame(f.file, int(f.line), f.function) for f in diff.traceback),
+    )

@@ -1,0 +1,201 @@
+"""The verdict: memwarden's answer, as plain data, and its JSON form (``memwarden.verdict/1``).
+
+The JSON shape is a contract other tools rely on (CI jobs, benchmarks): see ``docs/reference/verdict.md``.
+Keys are only ever added within a schema version, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SCHEMA = "memwarden.verdict/1"
+
+VerdictName = Literal[
+    "python_leak",
+    "native_leak",
+    "gpu_leak",
+    "allocator_retention",
+    "gpu_cache_retention",
+    "plateau",
+    "stable",
+    "inconclusive",
+]
+
+LEAK_VERDICTS: frozenset[str] = frozenset({"python_leak", "native_leak", "gpu_leak"})
+
+VERDICT_MEANINGS: dict[str, str] = {
+    "python_leak": "Python-visible allocations keep growing (objects never freed)",
+    "native_leak": "process memory grows, Python-visible allocations do not (C extension, ctypes, native library)",
+    "gpu_leak": "GPU memory held by live tensors keeps growing",
+    "allocator_retention": "memory was freed but the allocator keeps it (pymalloc arenas, glibc free chunks): not a leak",
+    "gpu_cache_retention": "PyTorch's caching allocator holds far more than live tensors need: not a leak",
+    "plateau": "it grew, then levelled off (a warm-up, a cache reaching its bound)",
+    "stable": "no meaningful growth",
+    "inconclusive": "too few samples or too short a run to say",
+}
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """One frame of an allocation traceback."""
+
+    file: str
+    line: int
+    function: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "function": self.function}
+
+
+@dataclass(frozen=True)
+class Site:
+    """A source line whose allocations grew, with the traceback that reaches it."""
+
+    file: str
+    line: int
+    function: str | None
+    size_diff_bytes: int
+    count_diff: int
+    traceback: tuple[SourceFrame, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "function": self.function,
+            "size_diff_bytes": self.size_diff_bytes,
+            "count_diff": self.count_diff,
+            "traceback": [f.to_json() for f in self.traceback],
+        }
+
+
+@dataclass(frozen=True)
+class TypeGrowth:
+    """A type whose live instances grew."""
+
+    type: str
+    count_diff: int
+    size_diff_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "count_diff": self.count_diff, "size_diff_bytes": self.size_diff_bytes}
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who keeps growing objects alive: a path from a root (module global, class attribute ...)."""
+
+    type: str
+    path: str
+    root_kind: str = "unknown"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "path": self.path, "root_kind": self.root_kind}
+
+
+@dataclass(frozen=True)
+class CacheGrowthInfo:
+    """A cache (``lru_cache``, cachetools, watched container) that grew during the run."""
+
+    name: str
+    kind: str
+    maxsize: int | None
+    currsize: int
+    growth_per_s: float
+
+    @property
+    def unbounded(self) -> bool:
+        return self.maxsize is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "maxsize": self.maxsize,
+            "currsize": self.currsize,
+            "growth_per_s": self.growth_per_s,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """memwarden's answer for one run: which layer grows, whether it is a leak, why, and what to do."""
+
+    verdict: VerdictName
+    confidence: float
+    summary: str
+    duration_s: float
+    samples: int
+    growth_bytes_per_s: dict[str, float | None] = field(default_factory=dict)
+    sites: tuple[Site, ...] = ()
+    types: tuple[TypeGrowth, ...] = ()
+    holders: tuple[Holder, ...] = ()
+    caches: tuple[CacheGrowthInfo, ...] = ()
+    advice: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+    """Plain sentences with the numbers the decision rests on."""
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def leak(self) -> bool:
+        return self.verdict in LEAK_VERDICTS
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``memwarden.verdict/1`` JSON object."""
+        return {
+            "schema": SCHEMA,
+            "verdict": self.verdict,
+            "leak": self.leak,
+            "confidence": round(self.confidence, 3),
+            "summary": self.summary,
+            "duration_s": round(self.duration_s, 3),
+            "samples": self.samples,
+            "growth_bytes_per_s": {
+                k: (None if v is None else round(v, 1)) for k, v in self.growth_bytes_per_s.items()
+            },
+            "sites": [s.to_json() for s in self.sites],
+            "types": [t.to_json() for t in self.types],
+            "holders": [h.to_json() for h in self.holders],
+            "caches": [c.to_json() for c in self.caches],
+            "advice": list(self.advice),
+            "evidence": list(self.evidence),
+            "layers": self.layers,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Verdict:
+        """Rebuild a verdict from its JSON form (e.g. stored in a timeline)."""
+        return cls(
+            verdict=data["verdict"],
+            confidence=float(data.get("confidence", 0.0)),
+            summary=str(data.get("summary", "")),
+            duration_s=float(data.get("duration_s", 0.0)),
+            samples=int(data.get("samples", 0)),
+            growth_bytes_per_s=dict(data.get("growth_bytes_per_s", {})),
+            sites=tuple(
+                Site(
+                    s["file"],
+                    int(s["line"]),
+                    s.get("function"),
+                    int(s.get("size_diff_bytes", 0)),
+                    int(s.get("count_diff", 0)),
+                    tuple(SourceFrame(f["file"], int(f["line"]), f.get("function")) for f in s.get("traceback", [])),
+                )
+                for s in data.get("sites", [])
+            ),
+            types=tuple(
+                TypeGrowth(t["type"], int(t.get("count_diff", 0)), int(t.get("size_diff_bytes", 0)))
+                for t in data.get("types", [])
+            ),
+            holders=tuple(Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in data.get("holders", [])),
+            caches=tuple(
+                CacheGrowthInfo(
+                    c["name"], c["kind"], c.get("maxsize"), int(c.get("currsize", 0)), float(c.get("growth_per_s", 0))
+                )
+                for c in data.get("caches", [])
+            ),
+            advice=tuple(data.get("advice", [])),
+            evidence=tuple(data.get("evidence", [])),
+            layers=dict(data.get("layers", {})),
+        )

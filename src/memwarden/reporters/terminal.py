@@ -1,0 +1,179 @@
+"""The terminal: a verdict, a snapshot and a recorded run, rendered for a person with rich.
+
+Every function takes the plain data and a file object; nothing here computes a figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .._format import format_bytes, format_duration, format_rate
+from ..diagnosis._verdict import LEAK_VERDICTS, VERDICT_MEANINGS, Verdict
+
+_STYLE = {
+    "python_leak": "bold red",
+    "native_leak": "bold red",
+    "gpu_leak": "bold red",
+    "allocator_retention": "bold yellow",
+    "gpu_cache_retention": "bold yellow",
+    "plateau": "bold cyan",
+    "stable": "bold green",
+    "inconclusive": "bold magenta",
+}
+
+# metrics shown in the tables, in order, with how to write them
+_KEY_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("process.rss_bytes", "RSS", "bytes"),
+    ("process.uss_bytes", "USS (private)", "bytes"),
+    ("process.pss_bytes", "PSS", "bytes"),
+    ("process.swap_bytes", "swap", "bytes"),
+    ("process.cgroup_limit_bytes", "container limit", "bytes"),
+    ("process.cgroup_usage_bytes", "container usage", "bytes"),
+    ("objects.allocated_blocks", "Python allocated blocks", "count"),
+    ("objects.gc_collections_gen2", "gc gen-2 collections", "count"),
+    ("objects.gc_pause_max_s", "longest gc pause", "seconds"),
+    ("pymalloc.arena_bytes", "pymalloc arenas", "bytes"),
+    ("pymalloc.allocated_block_bytes", "pymalloc in use", "bytes"),
+    ("pymalloc.utilisation", "pymalloc utilisation", "ratio"),
+    ("libc.in_use_bytes", "malloc in use", "bytes"),
+    ("libc.free_bytes", "malloc free (kept)", "bytes"),
+    ("libc.mmapped_bytes", "malloc mmapped", "bytes"),
+    ("tracing.traced_bytes", "tracemalloc traced", "bytes"),
+    ("gpu.allocated_bytes", "GPU allocated (live tensors)", "bytes"),
+    ("gpu.reserved_bytes", "GPU reserved (cached)", "bytes"),
+    ("gpu.inactive_split_bytes", "GPU inactive split", "bytes"),
+)
+
+
+def _console(file: IO[str], color: bool | None) -> Console:
+    return Console(
+        file=file,
+        force_terminal=color,
+        no_color=color is False,
+        width=max(100, Console(file=file).width) if color is not False else 110,
+        highlight=False,
+        soft_wrap=False,
+    )
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "bytes":
+        return format_bytes(float(value))
+    if unit == "ratio":
+        return f"{float(value):.0%}"
+    if unit == "seconds":
+        return f"{float(value) * 1000:.2f} ms"
+    return f"{float(value):,.0f}"
+
+
+def render_verdict(verdict: Verdict, file: IO[str], *, color: bool | None = None, title: str = "memwarden") -> None:
+    """The end-of-run summary: the verdict, the evidence, the top sites and holders, the advice."""
+    con = _console(file, color)
+    style = _STYLE.get(verdict.verdict, "bold")
+    head = Text()
+    head.append(f"{title}: ", style="bold")
+    head.append(verdict.verdict, style=style)
+    head.append(f"  (confidence {verdict.confidence:.0%}, {verdict.samples} samples over ")
+    head.append(f"{format_duration(verdict.duration_s)})")
+    con.print(head)
+    con.print(Text(verdict.summary))
+    meaning = VERDICT_MEANINGS.get(verdict.verdict)
+    if meaning and verdict.verdict not in LEAK_VERDICTS:
+        con.print(Text(f"  {verdict.verdict}: {meaning}", style="dim"))
+    growth = ", ".join(f"{k} {format_rate(v)}" for k, v in verdict.growth_bytes_per_s.items() if v is not None)
+    if growth:
+        con.print(Text(f"growth: {growth}"))
+    if verdict.evidence:
+        con.print(Text("evidence:", style="bold"))
+        for line in verdict.evidence:
+            con.print(Text(f"  - {line}"))
+    if verdict.sites:
+        table = Table(title=None, show_edge=False, pad_edge=False, box=None)
+        table.add_column("top growing sites", overflow="fold")
+        table.add_column("grew", justify="right")
+        table.add_column("objects", justify="right")
+        for s in verdict.sites[:5]:
+            fn = f" in {s.function}()" if s.function else ""
+            table.add_row(f"{s.file}:{s.line}{fn}", format_bytes(s.size_diff_bytes, signed=True), f"{s.count_diff:+,}")
+        con.print(table)
+    if verdict.types:
+        con.print(
+            Text(
+                "growing types: "
+                + ", ".join(f"{t.type} ({t.count_diff:+,}, {format_bytes(t.size_diff_bytes, signed=True)})"
+                            for t in verdict.types[:5])
+            )
+        )
+    for h in verdict.holders[:3]:
+        con.print(Text(f"held by: {h.path}  [{h.type}, {h.root_kind}]"))
+    for c in verdict.caches[:5]:
+        bound = "unbounded" if c.maxsize is None else f"maxsize {c.maxsize:,}"
+        con.print(Text(f"cache: {c.name} ({c.kind}, {bound}): {c.currsize:,} entries, {c.growth_per_s:+,.1f}/s"))
+    if verdict.advice:
+        con.print(Text("what to do:", style="bold"))
+        for line in verdict.advice:
+            con.print(Text(f"  * {line}"))
+
+
+def render_snapshot(
+    metrics: Mapping[str, float | int | None],
+    unavailable: Mapping[str, str],
+    file: IO[str],
+    *,
+    extra: Sequence[tuple[str, str]] = (),
+    color: bool | None = None,
+) -> None:
+    """One reading of every layer as a table; unavailable layers say why."""
+    con = _console(file, color)
+    table = Table(title="memwarden snapshot", show_edge=False, box=None)
+    table.add_column("layer")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    shown = set()
+    for key, label, unit in _KEY_FIGURES:
+        if key in metrics:
+            shown.add(key)
+            table.add_row(key.partition(".")[0], label, _fmt(metrics[key], unit))
+    for label, value in extra:
+        table.add_row("", label, value)
+    con.print(table)
+    for layer, reason in unavailable.items():
+        con.print(Text(f"{layer}: unavailable ({reason})", style="dim"))
+
+
+def render_run(
+    meta: Mapping[str, Any],
+    figures: Mapping[str, Mapping[str, Any]],
+    verdict: Verdict | None,
+    file: IO[str],
+    *,
+    color: bool | None = None,
+) -> None:
+    """A recorded run: what ran, each layer's first/last/peak, then the verdict."""
+    con = _console(file, color)
+    command = meta.get("command")
+    if command:
+        con.print(Text(f"run: {' '.join(command) if isinstance(command, list) else command}", style="bold"))
+    facts = [f"{k}={meta[k]}" for k in ("python", "pid", "interval", "started") if k in meta]
+    if facts:
+        con.print(Text("  " + "  ".join(facts), style="dim"))
+    table = Table(show_edge=False, box=None)
+    table.add_column("figure")
+    table.add_column("first", justify="right")
+    table.add_column("last", justify="right")
+    table.add_column("peak", justify="right")
+    for key, label, unit in _KEY_FIGURES:
+        layer, _, name = key.partition(".")
+        f = figures.get(layer, {}).get(name)
+        if isinstance(f, Mapping):
+            table.add_row(label, _fmt(f.get("first"), unit), _fmt(f.get("last"), unit), _fmt(f.get("max"), unit))
+    con.print(table)
+    if verdict is not None:
+        render_verdict(verdict, file, color=color)

@@ -1,0 +1,164 @@
+"""The classifier turns sampled layers plus evidence into the right verdict, with reasons."""
+
+from __future__ import annotations
+
+import random
+
+from memwarden.diagnosis._classify import DiagnosisConfig, classify
+from memwarden.diagnosis._evidence import Evidence, TrimEvidence, WindowEvidence
+from memwarden.diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame
+from memwarden.testing import samples_from_series
+
+MiB = 1024 * 1024
+
+
+def _noise(n: int, scale: float, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.gauss(0, scale) for _ in range(n)]
+
+
+def _window(opened: float, closed: float, traced_growth: int, *, with_site: bool = True) -> WindowEvidence:
+    site = Site(
+        "app/cache.py",
+        42,
+        "EmbeddingCache.get",
+        traced_growth,
+        1000,
+        (SourceFrame("app/main.py", 10, "main"), SourceFrame("app/cache.py", 42, "EmbeddingCache.get")),
+    )
+    return WindowEvidence(
+        opened_s=opened,
+        closed_s=closed,
+        frames=16,
+        owns_tracing=True,
+        traced_start_bytes=0,
+        traced_end_bytes=traced_growth,
+        sites=(site,) if with_site else (),
+        holders=(Holder("builtins.list", "app.cache.EMBEDDINGS._cache[<str>]", "module_global"),) if with_site else (),
+    )
+
+
+def test_steady_python_growth_with_a_window_is_a_python_leak() -> None:
+    """RSS and live blocks grow steadily and tracemalloc saw the growth: python_leak, naming site and holder."""
+    n = 20
+    rss = [200 * MiB + i * 500_000 + e for i, e in enumerate(_noise(n, 100_000))]
+    blocks = [100_000 + i * 3000 for i in range(n)]
+    traced = [None] * 5 + [i * 480_000 for i in range(8)] + [None] * 7
+    samples = samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks, "tracing.traced_bytes": traced})
+    v = classify(samples, Evidence(windows=(_window(5.0, 12.0, 7 * 480_000),)))
+    assert v.verdict == "python_leak"
+    assert v.leak
+    assert v.confidence > 0.8
+    assert v.sites[0].function == "EmbeddingCache.get"
+    assert "app.cache.EMBEDDINGS._cache[<str>]" in v.summary
+    assert v.growth_bytes_per_s["python"] is not None and v.growth_bytes_per_s["python"] > 300_000
+    assert any("EMBEDDINGS" in a for a in v.advice)
+
+
+def test_growth_tracemalloc_cannot_see_is_a_native_leak() -> None:
+    """RSS grows while the window's traced bytes and the block count stay flat: native_leak."""
+    n = 20
+    rss = [100 * MiB + i * 700_000 for i in range(n)]
+    blocks = [50_000 + int(e) for e in _noise(n, 30)]
+    traced = [None] * 5 + [1000.0 + e for e in _noise(8, 200)] + [None] * 7
+    samples = samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks, "tracing.traced_bytes": traced})
+    v = classify(samples, Evidence(windows=(_window(5.0, 12.0, 2000, with_site=False),)))
+    assert v.verdict == "native_leak"
+    assert v.leak
+    assert v.growth_bytes_per_s["native"] is not None and v.growth_bytes_per_s["native"] > 500_000
+
+
+def test_freed_but_kept_memory_is_allocator_retention() -> None:
+    """RSS stays high and flat while pymalloc's arenas are mostly free and live blocks fell: retention."""
+    n = 15
+    rss = [400 * MiB + e for e in _noise(n, 50_000)]
+    blocks = [3_000_000] * 2 + [60_000] * (n - 2)
+    arena = [300 * MiB] * n
+    allocated = [280 * MiB] * 2 + [8 * MiB] * (n - 2)
+    samples = samples_from_series(
+        {
+            "process.rss_bytes": rss,
+            "objects.allocated_blocks": blocks,
+            "pymalloc.arena_bytes": arena,
+            "pymalloc.allocated_block_bytes": allocated,
+            "libc.free_bytes": [2 * MiB] * n,
+        }
+    )
+    v = classify(samples, Evidence())
+    assert v.verdict == "allocator_retention"
+    assert not v.leak
+    assert any("pymalloc arenas hold" in e for e in v.evidence)
+
+
+def test_glibc_free_chunks_confirmed_by_trim_are_retention() -> None:
+    """Flat RSS with a large glibc free pool that malloc_trim gave back: allocator_retention."""
+    n = 12
+    samples = samples_from_series(
+        {"process.rss_bytes": [220 * MiB] * n, "libc.free_bytes": [180 * MiB] * n, "libc.in_use_bytes": [20 * MiB] * n}
+    )
+    v = classify(samples, Evidence(trim=TrimEvidence(220 * MiB, 40 * MiB, 180 * MiB)))
+    assert v.verdict == "allocator_retention"
+    assert any("malloc_trim(0) gave back" in e for e in v.evidence)
+
+
+def test_growth_that_levels_off_is_a_plateau() -> None:
+    """Memory that rises then stays flat to the end (a cache at its bound) is a plateau, not a leak."""
+    rss = [100 * MiB + min(i, 8) * 2 * MiB + e for i, e in enumerate(_noise(30, 30_000))]
+    v = classify(samples_from_series({"process.rss_bytes": rss}))
+    assert v.verdict == "plateau"
+    assert not v.leak
+
+
+def test_flat_memory_is_stable() -> None:
+    """Noise around a flat level is stable."""
+    rss = [150 * MiB + e for e in _noise(30, 200_000)]
+    v = classify(samples_from_series({"process.rss_bytes": rss}))
+    assert v.verdict == "stable"
+
+
+def test_gc_sawtooth_is_stable() -> None:
+    """Memory that climbs and is knocked down by the collector again and again, with a flat floor, is stable."""
+    rss = [100 * MiB + (i % 5) * 4 * MiB for i in range(40)]
+    v = classify(samples_from_series({"process.rss_bytes": rss}, interval=0.5))
+    assert v.verdict == "stable", v.evidence
+
+
+def test_slow_growth_below_the_floor_rate_is_stable() -> None:
+    """Growth slower than min_rate_bytes_per_s is not called a leak."""
+    rss = [100 * MiB + i * 1000 for i in range(30)]
+    assert classify(samples_from_series({"process.rss_bytes": rss})).verdict == "stable"
+    strict = DiagnosisConfig(min_rate_bytes_per_s=500, min_growth_bytes=10_000)
+    assert classify(samples_from_series({"process.rss_bytes": rss}), config=strict).leak
+
+
+def test_too_few_samples_are_inconclusive() -> None:
+    """Two samples say nothing: inconclusive, with advice to run longer."""
+    v = classify(samples_from_series({"process.rss_bytes": [1.0, 2.0]}))
+    assert v.verdict == "inconclusive"
+    assert v.confidence == 0.0
+    assert "longer" in v.advice[0]
+
+
+def test_unbounded_cache_growth_is_named_in_summary_and_advice() -> None:
+    """A growing lru_cache with maxsize=None is named with a concrete fix."""
+    n = 20
+    rss = [100 * MiB + i * 400_000 for i in range(n)]
+    blocks = [10_000 + i * 2000 for i in range(n)]
+    caches = (CacheGrowthInfo("app.templates.render", "lru_cache", None, 5000, 480.0),)
+    v = classify(samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}), Evidence(caches=caches))
+    assert v.verdict == "python_leak"
+    assert "app.templates.render" in v.summary
+    assert any("maxsize" in a and "app.templates.render" in a for a in v.advice)
+
+
+def test_verdict_json_round_trips() -> None:
+    """A verdict's JSON form rebuilds the same verdict (what `memwarden report` relies on)."""
+    from memwarden.diagnosis._verdict import Verdict
+
+    n = 20
+    rss = [200 * MiB + i * 500_000 for i in range(n)]
+    blocks = [100_000 + i * 3000 for i in range(n)]
+    v = classify(samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
+                 Evidence(windows=(_window(5.0, 12.0, 3_000_000),)))
+    again = Verdict.from_json(v.to_json())
+    assert again.to_json() == v.to_json()
