@@ -1,0 +1,808 @@
+"""Who holds it: the chain of references that keeps an object alive.
+
+Given a few sample objects (typically the objects allocated at a growing site), memwarden
+walks the object graph forward from the places a program keeps things — module globals, class
+attributes, closures, ``functools.lru_cache`` wrappers, thread-locals and the local variables of
+live threads — and reports, for each sample, the first path it finds, written the way a person
+would reach the object in code::
+
+    app.cache.EMBEDDINGS._cache[<str>]
+    app.models.Registry.instances[<int>]
+    app.templates.get_prompt_template <lru_cache>
+    app.handlers.make_handler.<locals>.seen[<int>]
+    <thread MainThread> app.main:main() locals.history[<int>]
+
+How it works: one breadth-first search over ``gc.get_referents`` from all roots at once, so
+the paths found are the shortest ones; the search remembers only ``id() -> parent id`` and stops
+when every sample is found or when a node or time budget runs out (a search cut short says so).
+Edges are named only afterwards, only along the paths found. The search never reads an
+object's ``__dict__`` (on CPython 3.11+ that would create a dict for every instance it passes);
+only the few instances on a found path are asked for their attribute names.
+
+What it cannot see: references held inside C extensions that do not report them to the garbage
+collector, and objects kept alive only by the C stack (arguments of a C call in progress).
+Such samples come back with ``root_kind="unknown"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gc
+import re
+import sys
+import threading
+import time
+import tracemalloc
+import types
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+from memwarden.exceptions import ProbeUnavailable, UsageError
+from memwarden.probes._codemap import CodePlaces, default_code_places
+
+RootKind = Literal[
+    "module_global", "class_attribute", "closure", "lru_cache", "thread_local", "frame_local", "unknown"
+]
+
+DEFAULT_MAX_NODES = 5_000_000
+DEFAULT_TIME_BUDGET_S = 5.0
+
+_SKIPPED_MODULES = frozenset({"gc", "tracemalloc", "_tracemalloc"})
+_LRU_WRAPPER: type = functools._lru_cache_wrapper
+_THREAD_LOCAL: type = threading.local
+_UNTRACKED_CONTAINERS = (tuple, dict)
+_CHECK_EVERY = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class HolderPath:
+    """How one object is kept alive: a path from a root, in the user's words.
+
+    ``type`` is the object's qualified type name; ``path`` reads like the code that would reach
+    it (``app.cache.EMBEDDINGS._cache[<str>]``); ``root_kind`` says what kind of holder is at the
+    base of it; ``depth`` counts the references from the root to the object.
+    """
+
+    type: str
+    path: str
+    root_kind: RootKind
+    depth: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HolderPattern:
+    """Many holder paths of the same shape, collapsed into one, with how many there were."""
+
+    type: str
+    path: str
+    root_kind: RootKind
+    depth: int
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HolderSearch:
+    """The outcome of one holder search: the paths, and what the search cost.
+
+    ``complete`` is False when the search stopped on its node or time budget before finding
+    every object; ``stop_reason`` says why it stopped.
+    """
+
+    paths: tuple[HolderPath, ...]
+    nodes_visited: int
+    elapsed_s: float
+    complete: bool
+    stop_reason: str
+
+
+@dataclasses.dataclass
+class _Root:
+    obj: object
+    label: str
+    kind: Literal["module", "frame"]
+
+
+def find_holders(
+    targets: Sequence[object],
+    *,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+) -> list[HolderPath]:
+    """One holder path per target, in the order given (see :func:`search_holders`)."""
+    return list(search_holders(targets, max_nodes=max_nodes, time_budget_s=time_budget_s).paths)
+
+
+def search_holders(
+    targets: Sequence[object],
+    *,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    include_current_thread: bool = False,
+    places: CodePlaces | None = None,
+) -> HolderSearch:
+    """Find what keeps each target alive, and report what the search cost.
+
+    The frames of the calling thread are left out by default: the caller's own variables hold
+    the targets, and a path through them would say nothing. memwarden's own modules, objects
+    and threads, and the ``gc``/``tracemalloc`` modules, are not searched.
+    """
+    if max_nodes < 1:
+        raise UsageError(f"max_nodes must be at least 1, not {max_nodes}")
+    if time_budget_s <= 0:
+        raise UsageError(f"time_budget_s must be positive, not {time_budget_s}")
+    started = time.perf_counter()
+    places = places if places is not None else default_code_places()
+    wanted = list(targets)
+    roots = _roots(places, include_current_thread)
+    search = _Search(wanted, roots, places)
+    search.ignore(targets, wanted, roots, search)
+    search.run(max_nodes, started + time_budget_s)
+    elapsed = time.perf_counter() - started
+    paths = search.describe(wanted)
+    complete = search.remaining == 0
+    return HolderSearch(paths, search.nodes, elapsed, complete, search.stop_reason)
+
+
+class _Search:
+    """The breadth-first search state: parent ids, the frontier, the targets left."""
+
+    def __init__(self, targets: list[object], roots: list[_Root], places: CodePlaces) -> None:
+        self.roots = roots
+        self.places = places
+        self.target_ids = {id(t) for t in targets}
+        self.remaining = len(self.target_ids)
+        self.want_untracked = any(not gc.is_tracked(t) for t in targets)
+        self.parent: dict[int, int] = {}
+        self.nodes = 0
+        self.stop_reason = "not run"
+        self._skip_type: dict[type, bool] = {}
+        for index, root in enumerate(roots):
+            self.parent.setdefault(id(root.obj), -1 - index)
+        for module in _skipped_modules(places):
+            self.parent.setdefault(id(module.__dict__), -1 - len(roots))
+
+    def ignore(self, *objs: object) -> None:
+        """Never walk through these (the search's own bookkeeping)."""
+        for obj in objs:
+            self.parent.setdefault(id(obj), -1 - len(self.roots))
+
+    def run(self, max_nodes: int, deadline: float) -> None:
+        if self.remaining == 0:
+            self.stop_reason = "nothing to find"
+            return
+        parent = self.parent
+        target_ids = self.target_ids
+        want_untracked = self.want_untracked
+        get_referents = gc.get_referents
+        is_tracked = gc.is_tracked
+        skip_type = self._skip_type
+        clock = time.perf_counter
+        queue: deque[object] = deque()
+        for root in self.roots:
+            if root.obj is not None:
+                queue.append(root.obj)
+            if id(root.obj) in target_ids:
+                self.remaining -= 1
+        nodes = 0
+        next_check = min(_CHECK_EVERY, max_nodes)
+        self.stop_reason = "searched everything reachable"
+        while queue:
+            if nodes >= next_check:
+                if nodes >= max_nodes:
+                    self.stop_reason = f"node budget reached ({nodes} objects)"
+                    break
+                if clock() > deadline:
+                    self.stop_reason = f"time budget reached ({nodes} objects)"
+                    break
+                next_check = min(nodes + _CHECK_EVERY, max_nodes)
+            node = queue.popleft()
+            nodes += 1
+            tp = type(node)
+            skip = skip_type.get(tp)
+            if skip is None:
+                skip = skip_type[tp] = self._is_memwarden_type(tp)
+            if skip:
+                continue
+            pid = id(node)
+            for child in get_referents(node):
+                if is_tracked(child):
+                    cid = id(child)
+                    if cid not in parent:
+                        parent[cid] = pid
+                        queue.append(child)
+                        if cid in target_ids:
+                            self.remaining -= 1
+                            if not self.remaining:
+                                self.nodes = nodes
+                                self.stop_reason = "found every object"
+                                return
+                elif want_untracked:
+                    cid = id(child)
+                    if cid in parent:
+                        continue
+                    if cid in target_ids:
+                        parent[cid] = pid
+                        self.remaining -= 1
+                        if not self.remaining:
+                            self.nodes = nodes
+                            self.stop_reason = "found every object"
+                            return
+                    elif type(child) in _UNTRACKED_CONTAINERS:
+                        parent[cid] = pid
+                        queue.append(child)
+        self.nodes = nodes
+
+    @staticmethod
+    def _is_memwarden_type(tp: type) -> bool:
+        module = getattr(tp, "__module__", None)
+        return isinstance(module, str) and is_memwarden_module(module)
+
+    def chain(self, target: object) -> tuple[_Root, list[int]] | None:
+        """The root and the ids from it down to ``target`` (the target's id last)."""
+        ids: list[int] = []
+        current = id(target)
+        seen: set[int] = set()
+        while True:
+            if current in seen:
+                return None
+            seen.add(current)
+            parent = self.parent.get(current)
+            if parent is None:
+                return None
+            if parent < 0:
+                index = -1 - parent
+                if index >= len(self.roots):
+                    return None
+                ids.reverse()
+                return self.roots[index], ids
+            ids.append(current)
+            current = parent
+
+    def describe(self, targets: list[object]) -> tuple[HolderPath, ...]:
+        """Name the path to each target.
+
+        Every path is found again (by ``gc.get_referents``) before any is named: naming reads
+        the ``__dict__`` of the instances on a path, which on CPython 3.11+ changes what those
+        instances report as referents, and so would break paths that share them.
+        """
+        resolved: list[tuple[_Root, list[object]] | str] = []
+        for target in targets:
+            found = self.chain(target)
+            if found is None:
+                if self.remaining and self.stop_reason.startswith(("node", "time")):
+                    resolved.append(f"<not found: the search stopped early, {self.stop_reason}>")
+                else:
+                    resolved.append("<not found: held only by the caller, a C extension or the C stack>")
+                continue
+            root, ids = found
+            objs = _resolve(root.obj, ids)
+            resolved.append((root, objs) if objs is not None else "<path changed while it was being read>")
+        out: list[HolderPath] = []
+        for target, item in zip(targets, resolved, strict=True):
+            type_name = qualified_type_name(type(target))
+            if isinstance(item, str):
+                out.append(HolderPath(type_name, item, "unknown", 0))
+            else:
+                root, objs = item
+                path, kind = _PathWriter(root, objs).write()
+                out.append(HolderPath(type_name, path, kind, len(objs) - 1))
+        return tuple(out)
+
+
+def _resolve(root: object, ids: list[int]) -> list[object] | None:
+    """The objects along a path of ids, found again from the root (None if it changed)."""
+    objs: list[object] = [root]
+    current = root
+    for wanted in ids:
+        for child in gc.get_referents(current):
+            if id(child) == wanted:
+                current = child
+                break
+        else:
+            return None
+        objs.append(current)
+    return objs
+
+
+def qualified_type_name(tp: type) -> str:
+    """``module.QualName`` for a type; builtins by their bare name (``dict``, ``str``)."""
+    module = getattr(tp, "__module__", None)
+    qualname = getattr(tp, "__qualname__", tp.__name__)
+    if not module or module == "builtins":
+        return str(qualname)
+    return f"{module}.{qualname}"
+
+
+def is_memwarden_module(name: str) -> bool:
+    """Whether a module name is memwarden's own (its examples, which play a user's program, aside)."""
+    return (name == "memwarden" or name.startswith("memwarden.")) and not name.startswith(
+        "memwarden.examples"
+    )
+
+
+def _skipped_modules(places: CodePlaces) -> list[types.ModuleType]:
+    out: list[types.ModuleType] = []
+    for name, module in list(sys.modules.items()):
+        if isinstance(module, types.ModuleType) and (name in _SKIPPED_MODULES or is_memwarden_module(name)):
+            out.append(module)
+    return out
+
+
+def _module_rank(name: str, module: types.ModuleType, places: CodePlaces) -> int:
+    if name == "__main__":
+        return 0
+    filename = getattr(module, "__file__", None)
+    if not isinstance(filename, str):
+        return 3  # built into the interpreter
+    kind = places.kind(filename)
+    if kind == "user":
+        return 1
+    return 2 if "site-packages" in filename or "dist-packages" in filename else 3
+
+
+def _roots(places: CodePlaces, include_current_thread: bool) -> list[_Root]:
+    modules: list[tuple[int, str, types.ModuleType]] = []
+    entries: list[tuple[str, object]] = list(sys.modules.items())  # not always modules
+    for name, module in entries:
+        if not isinstance(module, types.ModuleType):
+            continue
+        if name in _SKIPPED_MODULES or is_memwarden_module(name):
+            continue
+        modules.append((_module_rank(name, module, places), name, module))
+    modules.sort(key=lambda item: (item[0], item[1]))
+    roots: list[_Root] = []
+    seen_dicts: set[int] = set()
+    for _, name, module in modules:
+        namespace = module.__dict__
+        if id(namespace) in seen_dicts:
+            continue
+        seen_dicts.add(id(namespace))
+        roots.append(_Root(namespace, name, "module"))
+    roots.extend(_frame_roots(places, include_current_thread))
+    return roots
+
+
+def _frame_roots(places: CodePlaces, include_current_thread: bool) -> list[_Root]:
+    names = {t.ident: t.name for t in threading.enumerate()}
+    me = threading.get_ident()
+    roots: list[_Root] = []
+    for ident, top in sys._current_frames().items():
+        if ident == me and not include_current_thread:
+            continue
+        thread_name = names.get(ident, str(ident))
+        if thread_name.startswith("memwarden"):
+            continue
+        frame: types.FrameType | None = top
+        while frame is not None:
+            code = frame.f_code
+            # a module's top level keeps its variables in the module, already a root
+            owner = sys.modules.get(str(frame.f_globals.get("__name__")))
+            top_level = code.co_name == "<module>" and frame.f_globals is getattr(owner, "__dict__", None)
+            if not top_level and not places.is_memwarden(code.co_filename):
+                module = frame.f_globals.get("__name__", "?")
+                qualname = getattr(code, "co_qualname", code.co_name)
+                try:
+                    local_vars = dict(frame.f_locals)
+                except Exception:  # a frame that cannot show its locals keeps nothing we can see
+                    local_vars = {}
+                label = f"<thread {thread_name}> {module}:{qualname}() locals"
+                roots.append(_Root(local_vars, label, "frame"))
+            frame = frame.f_back
+        del frame
+    return roots
+
+
+def _key_label(key: object) -> str:
+    return f"[<{type(key).__name__}>]"
+
+
+def _dict_hop(d: dict[Any, Any], child: object) -> tuple[str, object] | None:
+    """(``"value"``, key) when ``child`` is a value of ``d``, (``"key"``, key) when it is a key."""
+    try:
+        items = list(d.items())
+    except RuntimeError:  # changed size while copied: try once more
+        try:
+            items = list(d.items())
+        except RuntimeError:
+            return None
+    for key, value in items:
+        if value is child:
+            return ("value", key)
+    for key, _ in items:
+        if key is child:
+            return ("key", key)
+    return None
+
+
+def _slot_name(owner: object, child: object) -> str | None:
+    for klass in type(owner).__mro__:
+        for name, attr in list(vars(klass).items()):
+            if isinstance(attr, types.MemberDescriptorType):
+                try:
+                    value = attr.__get__(owner, klass)
+                except AttributeError:
+                    continue
+                if value is child:
+                    return name
+    return None
+
+
+def _instance_dict(owner: object) -> dict[str, Any] | None:
+    try:
+        d = object.__getattribute__(owner, "__dict__")
+    except (AttributeError, TypeError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def attribute_name(owner: object, child: object) -> str | None:
+    """The attribute of ``owner`` that refers to ``child`` (slots first, then its dict).
+
+    Reading the instance dict creates one on CPython 3.11+ when the instance had none: call
+    this only for the few objects that matter, never while walking the heap.
+    """
+    name = _slot_name(owner, child)
+    if name is not None:
+        return name
+    d = _instance_dict(owner)
+    if d is not None:
+        hop = _dict_hop(d, child)
+        if hop is not None and hop[0] == "value" and isinstance(hop[1], str):
+            return hop[1]
+    return None
+
+
+def _closure_var(func: types.FunctionType, cell: object) -> str | None:
+    closure = func.__closure__ or ()
+    for name, c in zip(func.__code__.co_freevars, closure, strict=False):
+        if c is cell:
+            return name
+    return None
+
+
+def _code_qualname(func: types.FunctionType) -> str:
+    return str(getattr(func.__code__, "co_qualname", func.__qualname__))
+
+
+class _PathWriter:
+    """Names each reference along a found path, and decides the root kind.
+
+    ``pending`` says how to name the next hops out of dicts: ``"attrs"`` for namespaces
+    (``.name``), ``"silent"`` for internal dicts (a lru_cache's cache, a thread-local's
+    per-thread table); with nothing pending a dict hop is named by its key's type
+    (``[<str>]``).
+    """
+
+    def __init__(self, root: _Root, objs: list[object]) -> None:
+        self.root = root
+        self.objs = objs
+        self.special: RootKind | None = None
+        self.first_is_class = False
+
+    def _mark(self, kind: RootKind) -> None:
+        if self.special is None:
+            self.special = kind
+
+    def write(self) -> tuple[str, RootKind]:
+        objs = self.objs
+        last = len(objs) - 1
+        text = self.root.label
+        pending: list[str] = ["attrs"]
+        i = 0
+        while i < last:
+            parent, child = objs[i], objs[i + 1]
+            hop_mode = pending.pop(0) if pending else "items"
+            if isinstance(parent, types.FunctionType) and child is parent.__closure__ and i + 2 <= last:
+                # function -> closure tuple -> cell -> value reads as one name: the variable
+                var = _closure_var(parent, objs[i + 2]) or "<cell>"
+                self._mark("closure")
+                text = self._closure(text, parent, var, i)
+                i += 3 if i + 3 <= last else 2
+                continue
+            text, pending = self._hop(text, parent, child, mode=hop_mode, i=i, pending=pending)
+            i += 1
+        if self.root.kind == "frame":
+            kind: RootKind = "frame_local"
+        elif self.special is not None:
+            kind = self.special
+        elif self.first_is_class:
+            kind = "class_attribute"
+        else:
+            kind = "module_global"
+        return text, kind
+
+    def _hop(
+        self, text: str, parent: object, child: object, *, mode: str, i: int, pending: list[str]
+    ) -> tuple[str, list[str]]:
+        if isinstance(parent, dict):
+            hop = _dict_hop(parent, child)
+            if hop is None:
+                name = attribute_name(parent, child)
+                text += f".{name}" if name is not None else f".<ref {type(child).__name__}>"
+            elif hop[0] == "key":
+                text += "{…}"
+            elif mode == "silent":
+                pass
+            elif mode == "attrs" and isinstance(hop[1], str):
+                text += f".{hop[1]}"
+            else:
+                text += _key_label(hop[1])
+            if i == 0 and self.root.kind == "module":
+                text = self._defining_module(text, child)
+            return text, pending
+        if isinstance(parent, type):
+            if self._is_type_dict(parent, child):
+                if i == 1 and self.root.kind == "module":
+                    self.first_is_class = True
+                return text, ["attrs"]
+            if child is parent.__mro__:
+                return text + ".__mro__", pending
+            if child is parent.__bases__:
+                return text + ".__bases__", pending
+            return text + f".<ref {type(child).__name__}>", pending
+        if isinstance(parent, _LRU_WRAPPER):
+            self._mark("lru_cache")
+            if child is _instance_dict(parent):
+                return text, ["attrs"]
+            if child is getattr(parent, "__wrapped__", None):
+                return text + ".__wrapped__", pending
+            return text + " <lru_cache>", (["silent"] if child is _lru_cache_dict(parent) else pending)
+        if isinstance(parent, types.FunctionType):
+            if child is parent.__globals__:
+                return text + ".__globals__", ["attrs"]
+            if child is parent.__defaults__:
+                return text + ".__defaults__", pending
+            if child is parent.__kwdefaults__:
+                return text + ".__kwdefaults__", ["attrs"]
+            if child is parent.__closure__:
+                return text + ".__closure__", pending
+            if child is _instance_dict(parent):
+                return text, ["attrs"]
+            return text + f".<ref {type(child).__name__}>", pending
+        if isinstance(parent, types.CellType):
+            return text + ".cell_contents", pending
+        if isinstance(parent, _THREAD_LOCAL) and isinstance(child, dict):
+            # local -> {per-thread key: per-thread dict} -> per-thread dict -> value
+            self._mark("thread_local")
+            return text, ["silent", "attrs"]
+        if isinstance(parent, types.MethodType):
+            return text + (".__self__" if child is parent.__self__ else ".__func__"), pending
+        if isinstance(parent, (list, tuple, deque)):
+            return text + "[<int>]", pending
+        if isinstance(parent, (set, frozenset)):
+            return text + "{…}", pending
+        if isinstance(parent, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
+            return text + self._suspended_local(parent, child), pending
+        if isinstance(parent, types.FrameType):
+            if child is parent.f_back:
+                return text + ".f_back", pending
+            return text + ".f_locals", ["attrs"]
+        if child is type(parent):
+            return text + ".__class__", pending
+        if child is _instance_dict(parent):
+            return text, ["attrs"]
+        name = attribute_name(parent, child)
+        return text + (f".{name}" if name is not None else f".<ref {type(child).__name__}>"), pending
+
+    @staticmethod
+    def _suspended_local(gen: object, child: object) -> str:
+        frames = (getattr(gen, attr, None) for attr in ("gi_frame", "cr_frame", "ag_frame"))
+        frame = next((f for f in frames if f is not None), None)
+        if isinstance(frame, types.FrameType):
+            hop = _dict_hop(dict(frame.f_locals), child)
+            if hop is not None and hop[0] == "value":
+                return f".<locals>.{hop[1]}"
+        return f".<ref {type(child).__name__}>"
+
+    @staticmethod
+    def _is_type_dict(klass: type, child: object) -> bool:
+        return any(r is child for r in gc.get_referents(klass.__dict__))
+
+    def _defining_module(self, text: str, child: object) -> str:
+        """Name a module-level class or function after the module that defines it."""
+        if not isinstance(child, (type, types.FunctionType, _LRU_WRAPPER)):
+            return text
+        module_name = getattr(child, "__module__", None)
+        qualname = getattr(child, "__qualname__", None)
+        if not isinstance(module_name, str) or not isinstance(qualname, str) or "<locals>" in qualname:
+            return text
+        found: object = sys.modules.get(module_name)
+        for part in qualname.split("."):
+            if found is None:
+                return text
+            found = _static_attr(found, part)
+        return f"{module_name}.{qualname}" if found is child else text
+
+    def _closure(self, text: str, func: types.FunctionType, var: str, index: int) -> str:
+        qualname = _code_qualname(func)
+        if index == 1 and self.root.kind == "module" and ".<locals>." in qualname:
+            module_name = func.__globals__.get("__name__", "?")
+            outer = qualname.rsplit(".", 1)[0]
+            return f"{module_name}.{outer}.{var}"
+        return f"<closure of {text}>.{var}"
+
+
+def _static_attr(owner: object, name: str) -> object:
+    """An attribute read from a module's or class's own namespace (no descriptors run)."""
+    if isinstance(owner, types.ModuleType):
+        return owner.__dict__.get(name)
+    if isinstance(owner, type):
+        return owner.__dict__.get(name)
+    return None
+
+
+def _lru_cache_dict(wrapper: object) -> object:
+    """The cache dict inside a lru_cache wrapper: the referent just before the wrapped function.
+
+    CPython's wrapper reports its cache dict right before the function it wraps; the wrapper's
+    own ``__dict__`` and, for bounded caches, the cached keys and results are reported too.
+    """
+    func = getattr(wrapper, "__wrapped__", None)
+    refs = gc.get_referents(wrapper)
+    for index in range(1, len(refs)):
+        if refs[index] is func and isinstance(refs[index - 1], dict):
+            return refs[index - 1]
+    return None
+
+
+def summarise_paths(paths: Iterable[HolderPath]) -> list[HolderPattern]:
+    """Collapse paths of the same shape into one pattern each, most common first.
+
+    Paths already name dict keys and list positions by type (``[<str>]``, ``[<int>]``); here
+    thread names that differ only by a number (``Thread-3``, ``Thread-7``) are merged too.
+    """
+    counts: dict[tuple[str, str, RootKind, int], int] = {}
+    for p in paths:
+        key = (p.type, _shape(p.path), p.root_kind, p.depth)
+        counts[key] = counts.get(key, 0) + 1
+    patterns = [HolderPattern(t, path, kind, depth, n) for (t, path, kind, depth), n in counts.items()]
+    patterns.sort(key=lambda p: (-p.count, p.depth, p.path))
+    return patterns
+
+
+_THREAD_NUMBER = re.compile(r"<thread ([^>]*?)\d+( \(\w+\))?>")
+
+
+def _shape(path: str) -> str:
+    return _THREAD_NUMBER.sub(lambda m: f"<thread {m.group(1)}*{m.group(2) or ''}>", path)
+
+
+def sample_objects(
+    site_file: str,
+    site_line: int,
+    *,
+    type_name: str | None = None,
+    limit: int = 5,
+    time_budget_s: float = 2.0,
+) -> list[object]:
+    """Up to ``limit`` live objects that tracemalloc saw allocated at ``site_file:site_line``.
+
+    An object qualifies when its allocation traceback includes that line anywhere (so a site
+    that calls a library still finds what the library built for it). Tracked containers come
+    from ``gc.get_objects()``; ``str``, ``bytes``, ``int`` and ``float`` objects, which the
+    garbage collector does not track, are looked for among the references of those
+    containers. ``type_name`` keeps only objects of that type (``"UserEmbedding"`` or
+    ``"app.cache.UserEmbedding"``). Needs tracemalloc tracing since before the objects were
+    made; raises ProbeUnavailable otherwise.
+    """
+    if limit < 1:
+        raise UsageError(f"limit must be at least 1, not {limit}")
+    if not tracemalloc.is_tracing():
+        raise ProbeUnavailable("tracing", "tracemalloc is not tracing, so allocation sites are unknown")
+    deadline = time.perf_counter() + time_budget_s
+    same_file = _file_matcher(site_file)
+    type_ok = _type_matcher(type_name)
+    get_traceback = tracemalloc.get_object_traceback
+
+    def allocated_here(obj: object) -> bool:
+        tb = get_traceback(obj)
+        if tb is None:
+            return _untraceable(obj) and any(
+                (t := get_traceback(child)) is not None and any(is_site(f) for f in t)
+                for child in gc.get_referents(obj)
+            )
+        return any(is_site(frame) for frame in tb)
+
+    def is_site(frame: tracemalloc.Frame) -> bool:
+        return frame.lineno == site_line and same_file(frame.filename)
+
+    found: list[object] = []
+    found_ids: set[int] = set()
+    made_here: list[object] = []  # tracked objects from the site, of any type: look inside first
+    big: list[object] = []  # large containers: where a growing site's strings usually end up
+    objects = gc.get_objects()
+    try:
+        for n, obj in enumerate(objects):
+            if not n & 0x3FF and time.perf_counter() > deadline:
+                return found
+            tp = type(obj)
+            if tp in _BIG_CONTAINERS and len(obj) >= _BIG_LEN:
+                big.append(obj)
+            if type_name is not None and not type_ok(tp):
+                continue
+            if allocated_here(obj):
+                if len(made_here) < _MADE_HERE_MAX:
+                    made_here.append(obj)
+                if type_ok(tp) and id(obj) not in found_ids:
+                    found.append(obj)
+                    found_ids.add(id(obj))
+                    if len(found) >= limit:
+                        return found
+        # Objects the collector does not track (str, bytes, int, float) are found through
+        # the containers that refer to them: the site's own objects, then big containers,
+        # then everything else.
+        is_tracked = gc.is_tracked
+        scanned: set[int] = set()
+        for phase, containers in enumerate((made_here, big, objects)):
+            for n, container in enumerate(containers):
+                if not n & 0xFF and time.perf_counter() > deadline:
+                    return found
+                if phase < 2:
+                    scanned.add(id(container))
+                elif id(container) in scanned:
+                    continue
+                for child in gc.get_referents(container):
+                    if is_tracked(child) or not type_ok(type(child)):
+                        continue
+                    if id(child) not in found_ids and allocated_here(child):
+                        found.append(child)
+                        found_ids.add(id(child))
+                        if len(found) >= limit:
+                            return found
+        return found
+    finally:
+        del objects, made_here, big
+
+
+_BIG_CONTAINERS = (list, dict, set, frozenset, tuple, deque)
+_BIG_LEN = 256
+_MADE_HERE_MAX = 4096
+
+
+_MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT on CPython 3.11
+
+
+def _untraceable(obj: object) -> bool:
+    """Whether tracemalloc cannot name this object's allocation although it traced it.
+
+    CPython 3.11's ``tracemalloc.get_object_traceback`` misses instances of ordinary classes
+    (their memory starts before the GC header, at the managed-dict pointers; fixed in 3.12).
+    Such an instance is taken as made at a site when an object it refers to was made there
+    (its ``__init__`` ran from that line): ``self.vector = [...]`` gives it away.
+    """
+    return sys.version_info[:2] == (3, 11) and bool(type(obj).__flags__ & _MANAGED_DICT)
+
+
+def _file_matcher(site_file: str) -> Callable[[str], bool]:
+    cache: dict[str, bool] = {}
+    wanted = site_file.replace("\\", "/")
+
+    def same(filename: str) -> bool:
+        hit = cache.get(filename)
+        if hit is None:
+            name = filename.replace("\\", "/")
+            hit = name == wanted or name.endswith("/" + wanted) or wanted.endswith("/" + name)
+            cache[filename] = hit
+        return hit
+
+    return same
+
+
+_NOT_GC_TRACKED_TYPES = (str, bytes, int, float, complex, bool)
+
+
+def _type_matcher(type_name: str | None) -> Callable[[type], bool]:
+    if type_name is None:
+        return lambda tp: True
+    cache: dict[type, bool] = {}
+
+    def ok(tp: type) -> bool:
+        hit = cache.get(tp)
+        if hit is None:
+            hit = type_name in (tp.__name__, getattr(tp, "__qualname__", None), qualified_type_name(tp))
+            cache[tp] = hit
+        return hit
+
+    return ok

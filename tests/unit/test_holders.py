@@ -1,0 +1,418 @@
+"""Holder paths: who keeps an object alive, found from real modules imported from a tmp dir."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import sys
+import textwrap
+import threading
+import time
+import tracemalloc
+import types
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from memwarden.diagnosis._holders import (
+    HolderPath,
+    find_holders,
+    sample_objects,
+    search_holders,
+    summarise_paths,
+)
+from memwarden.exceptions import ProbeUnavailable, UsageError
+
+APP_SOURCE = textwrap.dedent(
+    """\
+    import functools
+    import threading
+
+
+    class Embedding:
+        def __init__(self, key):
+            self.key = key
+            self.vector = [0.0] * 4
+
+
+    class EmbeddingCache:
+        def __init__(self):
+            self._cache = {}
+
+        def get(self, key):
+            hit = self._cache.get(key)
+            if hit is None:
+                hit = self._cache[key] = Embedding(key)  # allocation: embedding
+            return hit
+
+
+    EMBEDDINGS = EmbeddingCache()
+    SESSIONS = {}
+    NAMES = []
+
+
+    @functools.lru_cache(maxsize=None)
+    def embedding_for(user_id):
+        return Embedding(user_id)
+
+
+    class EventBus:
+        listeners = []
+
+        @classmethod
+        def subscribe(cls, listener):
+            cls.listeners.append(listener)
+
+
+    class Session:
+        instances = []
+
+        def __init__(self):
+            Session.instances.append(self)
+
+
+    def make_handler():
+        seen = []
+
+        def handler(event):
+            seen.append(event)
+
+        return handler
+
+
+    HANDLER = make_handler()
+    CONTEXT = threading.local()
+
+
+    class Slotted:
+        __slots__ = ("held",)
+
+        def __init__(self, held):
+            self.held = held
+
+
+    HOLDER = None
+
+
+    def remember_names(n):
+        for i in range(n):
+            NAMES.append("-".join(["name", str(i), "x" * 20]))  # allocation: names
+
+
+    def worker(ready, stop, out):
+        history = [Embedding("in-thread")]
+        out.append(history[0])
+        del out
+        ready.set()
+        stop.wait()
+    """
+)
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def load_module(tmp_path: Path) -> Iterator[Callable[[str], types.ModuleType]]:
+    """Write source to a uniquely named module in tmp_path and import it; unload it after."""
+    names: list[str] = []
+    sys.path.insert(0, str(tmp_path))
+
+    def load(source: str) -> types.ModuleType:
+        name = f"mw_holders_app_{next(_counter)}"
+        (tmp_path / f"{name}.py").write_text(source)
+        importlib.invalidate_caches()
+        names.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    sys.path.remove(str(tmp_path))
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def app(load_module: Callable[[str], types.ModuleType]) -> types.ModuleType:
+    """The sample application module."""
+    return load_module(APP_SOURCE)
+
+
+def _one(target: object) -> HolderPath:
+    paths = find_holders([target])
+    assert len(paths) == 1
+    return paths[0]
+
+
+def test_dict_cache_inside_a_global_instance(app: types.ModuleType) -> None:
+    """A value in an instance's dict cache is held by module.GLOBAL._cache[<str>]."""
+    emb = app.EMBEDDINGS.get("alice")
+    path = _one(emb)
+    assert path.path == f"{app.__name__}.EMBEDDINGS._cache[<str>]"
+    assert path.root_kind == "module_global"
+    assert path.type == f"{app.__name__}.Embedding"
+    assert path.depth >= 3
+
+
+def test_dict_keyed_by_uuid_names_the_key_type(app: types.ModuleType) -> None:
+    """A module-level dict keyed by UUIDs is written [<UUID>]."""
+    value = app.Embedding("x")
+    app.SESSIONS[uuid.uuid4()] = value
+    del value
+    path = _one(app.SESSIONS[next(iter(app.SESSIONS))])
+    assert path.path == f"{app.__name__}.SESSIONS[<UUID>]"
+
+
+def test_unbounded_lru_cache_keyed_by_uuid(app: types.ModuleType) -> None:
+    """A result kept by lru_cache(maxsize=None) is held by 'module.function <lru_cache>'."""
+    result = app.embedding_for(uuid.uuid4())
+    path = _one(result)
+    assert path.path == f"{app.__name__}.embedding_for <lru_cache>"
+    assert path.root_kind == "lru_cache"
+
+
+def test_bounded_lru_cache_results_are_found_too(load_module: Callable[[str], types.ModuleType]) -> None:
+    """A bounded lru_cache keeps results in linked entries; the wrapper still reports them."""
+    mod = load_module(
+        "import functools\n"
+        "class R:\n    pass\n"
+        "@functools.lru_cache(maxsize=8)\n"
+        "def build(i):\n    return R()\n"
+    )
+    result = mod.build(3)
+    path = _one(result)
+    assert path.path == f"{mod.__name__}.build <lru_cache>"
+    assert path.root_kind == "lru_cache"
+
+
+def test_event_bus_listener_list_on_a_class(app: types.ModuleType) -> None:
+    """A listener appended to a class-level list is held by module.Class.listeners[<int>]."""
+
+    class Listener:
+        def __call__(self, event: object) -> None:
+            pass
+
+    listener = Listener()
+    app.EventBus.subscribe(listener)
+    path = _one(listener)
+    assert path.path == f"{app.__name__}.EventBus.listeners[<int>]"
+    assert path.root_kind == "class_attribute"
+
+
+def test_class_level_registry_of_instances(app: types.ModuleType) -> None:
+    """Instances registering themselves on their class are held by module.Class.instances[<int>]."""
+    session = app.Session()
+    path = _one(session)
+    assert path.path == f"{app.__name__}.Session.instances[<int>]"
+    assert path.root_kind == "class_attribute"
+    assert path.type == f"{app.__name__}.Session"
+
+
+def test_closure_variable(app: types.ModuleType) -> None:
+    """An event kept by a closure is named after the enclosing function's variable."""
+    event = app.Embedding("event")
+    app.HANDLER(event)
+    path = _one(event)
+    assert path.path == f"{app.__name__}.make_handler.<locals>.seen[<int>]"
+    assert path.root_kind == "closure"
+
+
+def test_closure_reached_through_a_container(app: types.ModuleType) -> None:
+    """A closure held in a list is written <closure of PATH>.var."""
+    handler = app.make_handler()
+    app.EventBus.listeners.append(handler)
+    event = app.Embedding("e")
+    handler(event)
+    del handler
+    path = _one(event)
+    assert path.path == f"<closure of {app.__name__}.EventBus.listeners[<int>]>.seen[<int>]"
+    assert path.root_kind == "closure"
+
+
+def test_thread_local(app: types.ModuleType) -> None:
+    """A list on a threading.local global is held by module.CONTEXT.items[<int>]."""
+    item = app.Embedding("ctx")
+    app.CONTEXT.items = [item]
+    path = _one(item)
+    assert path.path == f"{app.__name__}.CONTEXT.items[<int>]"
+    assert path.root_kind == "thread_local"
+
+
+def test_slot_attribute(app: types.ModuleType) -> None:
+    """An object held through __slots__ is named by its slot."""
+    held = app.Embedding("slot")
+    setattr(app, "HOLDER", app.Slotted(held))  # noqa: B010 - a module attribute mypy cannot see
+    assert _one(held).path == f"{app.__name__}.HOLDER.held"
+
+
+def test_local_variable_of_a_live_thread(app: types.ModuleType) -> None:
+    """A list local to a running thread's function is found through that thread's frame."""
+    ready, stop = threading.Event(), threading.Event()
+    out: list[object] = []
+    thread = threading.Thread(target=app.worker, args=(ready, stop, out), name="holders-worker", daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        target = out.pop()
+        path = _one(target)
+        assert path.path == f"<thread holders-worker> {app.__name__}:worker() locals.history[<int>]"
+        assert path.root_kind == "frame_local"
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_the_callers_own_frames_are_left_out_unless_asked() -> None:
+    """An object held only by the calling function is 'not found', unless the current thread is searched."""
+    lonely = types.SimpleNamespace()
+    path = _one(lonely)
+    assert path.root_kind == "unknown"
+    assert path.path.startswith("<not found")
+    found = search_holders([lonely], include_current_thread=True).paths[0]
+    assert found.root_kind == "frame_local"
+    assert found.path.startswith("<thread ")
+    assert "test_the_callers_own_frames_are_left_out_unless_asked() locals.lonely" in found.path
+
+
+def test_search_cut_short_says_so() -> None:
+    """A tiny node budget stops the search and the result says it is incomplete."""
+    result = search_holders([object()], max_nodes=10)
+    assert not result.complete
+    assert "node budget" in result.stop_reason
+    assert result.nodes_visited <= 10
+    assert result.paths[0].root_kind == "unknown"
+    assert "stopped early" in result.paths[0].path
+
+
+def test_budgets_are_validated() -> None:
+    """Zero or negative budgets are usage errors."""
+    with pytest.raises(UsageError):
+        find_holders([object()], max_nodes=0)
+    with pytest.raises(UsageError):
+        find_holders([object()], time_budget_s=0)
+
+
+def test_several_targets_each_get_their_own_path(app: types.ModuleType) -> None:
+    """One search answers for every target, in the order given."""
+    emb = app.EMBEDDINGS.get("bob")
+    session = app.Session()
+    paths = find_holders([session, emb])
+    assert [p.path for p in paths] == [
+        f"{app.__name__}.Session.instances[<int>]",
+        f"{app.__name__}.EMBEDDINGS._cache[<str>]",
+    ]
+
+
+def test_search_does_not_materialise_instance_dicts(load_module: Callable[[str], types.ModuleType]) -> None:
+    """Walking 50k plain instances leaves the allocated block count where it was."""
+    mod = load_module(
+        "class Plain:\n"
+        "    def __init__(self, i):\n"
+        "        self.a = i\n"
+        "        self.b = None\n"
+        "PLAINS = [Plain(i) for i in range(50_000)]\n"
+    )
+    search_holders([object()], time_budget_s=60)  # warm the lookup tables
+    gc.collect()
+    before = sys.getallocatedblocks()
+    result = search_holders([object()], time_budget_s=60)
+    gc.collect()
+    after = sys.getallocatedblocks()
+    assert result.nodes_visited >= 50_000
+    assert after - before < 5_000, f"{after - before} blocks more after the search"
+    assert len(mod.PLAINS) == 50_000
+
+
+def test_sample_objects_finds_objects_allocated_at_a_site(app: types.ModuleType) -> None:
+    """Objects whose allocation traceback includes the site line are found, tracked or not."""
+    source_lines = APP_SOURCE.splitlines()
+    emb_line = next(i + 1 for i, t in enumerate(source_lines) if "# allocation: embedding" in t)
+    names_line = next(i + 1 for i, t in enumerate(source_lines) if "# allocation: names" in t)
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start(5)
+    try:
+        # enough objects that most come from fresh memory, not from CPython's free lists
+        # (an object reused from a free list was never seen allocated by tracemalloc)
+        for i in range(500):
+            app.EMBEDDINGS.get(f"user-{i}")
+        app.remember_names(500)
+        site_file = str(app.__file__)
+        embeddings = sample_objects(site_file, emb_line, type_name="Embedding", limit=5)
+        names = sample_objects(site_file, names_line, type_name="str", limit=3)
+        anything = sample_objects(site_file, emb_line, limit=50)
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    assert len(embeddings) == 5
+    assert all(type(e).__name__ == "Embedding" for e in embeddings)
+    assert len({id(e) for e in embeddings}) == 5
+    assert len(names) == 3
+    assert all(isinstance(n, str) and n.startswith("name-") for n in names)
+    assert any(type(o).__name__ == "Embedding" for o in anything)
+    assert [p.path for p in find_holders(names)] == [f"{app.__name__}.NAMES[<int>]"] * 3
+    patterns = summarise_paths(find_holders(embeddings))
+    assert len(patterns) == 1
+    assert patterns[0].path == f"{app.__name__}.EMBEDDINGS._cache[<str>]"
+    assert patterns[0].count == 5
+
+
+def test_sample_objects_needs_tracing() -> None:
+    """Without tracemalloc there are no allocation sites: ProbeUnavailable."""
+    if tracemalloc.is_tracing():
+        pytest.skip("tracemalloc is tracing in this interpreter")
+    with pytest.raises(ProbeUnavailable):
+        sample_objects(__file__, 1)
+
+
+def test_summarise_paths_collapses_same_shapes_and_numbered_threads() -> None:
+    """Equal paths and thread names differing only by number collapse; most common first."""
+    paths = [
+        HolderPath("app.Item", "app.CACHE[<str>]", "module_global", 2),
+        HolderPath("app.Item", "app.CACHE[<str>]", "module_global", 2),
+        HolderPath("app.Item", "app.CACHE[<str>]", "module_global", 2),
+        HolderPath("app.Item", "<thread Worker-1> app:run() locals.batch[<int>]", "frame_local", 2),
+        HolderPath("app.Item", "<thread Worker-12> app:run() locals.batch[<int>]", "frame_local", 2),
+        HolderPath("app.Other", "app.CACHE[<str>]", "module_global", 2),
+    ]
+    patterns = summarise_paths(paths)
+    assert [(p.type, p.path, p.count) for p in patterns] == [
+        ("app.Item", "app.CACHE[<str>]", 3),
+        ("app.Item", "<thread Worker-*> app:run() locals.batch[<int>]", 2),
+        ("app.Other", "app.CACHE[<str>]", 1),
+    ]
+
+
+@pytest.mark.slow
+def test_search_cost_on_a_million_object_heap(
+    load_module: Callable[[str], types.ModuleType], record_property: Callable[[str, object], None]
+) -> None:
+    """On a heap of a million tracked objects the search finds a deep target and reports its cost."""
+    if tracemalloc.is_tracing():
+        pytest.skip("tracemalloc slows the walk several times; measured without it")
+    mod = load_module(
+        "class Rec:\n"
+        "    def __init__(self, i):\n"
+        "        self.tags = [i]\n"
+        "        self.meta = {'k': [i]}\n"
+        "HEAP = [Rec(i) for i in range(250_000)]\n"
+        "class Target:\n    pass\n"
+        "HEAP[0].meta['t'] = Target()\n"
+    )
+    assert len(gc.get_objects()) >= 1_000_000
+    target = mod.HEAP[0].meta["t"]  # lists report their items last first: HEAP[0] comes last
+    started = time.perf_counter()
+    result = search_holders([target], time_budget_s=120)
+    found_s = time.perf_counter() - started
+    started = time.perf_counter()
+    everything = search_holders([object()], time_budget_s=120)
+    walk_s = time.perf_counter() - started
+    record_property("holders_found_seconds", found_s)
+    record_property("holders_found_nodes", result.nodes_visited)
+    record_property("holders_full_walk_seconds", walk_s)
+    record_property("holders_full_walk_nodes", everything.nodes_visited)
+    assert result.complete
+    assert result.paths[0].path == f"{mod.__name__}.HEAP[<int>].meta[<str>]"
+    assert result.nodes_visited > 750_000
+    assert everything.stop_reason == "searched everything reachable"
+    assert everything.nodes_visited >= 1_000_000
