@@ -28,6 +28,7 @@ from .diagnosis._verdict import Verdict
 from .exceptions import UsageError
 from .probes import GcPauseTimer, default_probes
 from .probes._base import Probe
+from .probes.own import OwnFootprint, OwnFootprintProbe
 from .sampler import Sampler, validate_interval
 from .timeline import Timeline
 
@@ -50,7 +51,7 @@ class Monitor:
         investigate: bool = True,
         investigator: InvestigatorConfig | None = None,
         diagnosis: DiagnosisConfig | None = None,
-        ring_size: int = 3600,
+        ring_size: int = 600,
         max_samples: int = 100_000,
         gc_pauses: bool = True,
     ) -> None:
@@ -65,8 +66,12 @@ class Monitor:
             self.timeline = None
             self._owns_timeline = False
         self._pauses = GcPauseTimer() if gc_pauses and probes is None else None
+        self.footprint = OwnFootprint()
+        self.footprint.timeline_path = self.timeline.path if self.timeline is not None else None
         self._probes = list(probes) if probes is not None else default_probes(gc_pauses=self._pauses)
-        self.investigator = Investigator(investigator) if investigate else None
+        if probes is None:
+            self._probes.append(OwnFootprintProbe(self.footprint))
+        self.investigator = Investigator(investigator, footprint=self.footprint) if investigate else None
         self.diagnosis_config = diagnosis
         self._ring_size = ring_size
         self.sampler: Sampler | None = None
@@ -87,6 +92,8 @@ class Monitor:
             timeline=self.timeline,
             observers=list(observers),
         )
+        sampler = self.sampler
+        self.footprint.ring_len = lambda: len(sampler.ring)
         self.sampler.start()
         return self
 

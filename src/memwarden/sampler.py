@@ -12,9 +12,11 @@ diagnosis' investigator, guards) run in the same thread under the same protectio
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +46,42 @@ class LayerStatus:
     @property
     def mean_read_s(self) -> float | None:
         return self.total_read_s / self.reads if self.reads else None
+
+
+class PackedMetrics(Mapping[str, "float | int | None"]):
+    """A sample's metrics, packed: one shared key tuple and one array of doubles.
+
+    A plain dict of ~60 numbers costs ~60 Python objects per tick; the sampler's own ring would
+    then show up as steady growth of Python's allocated blocks. Packed, a sample costs three.
+    Integers come back as ``int`` (exact up to 2**53), missing values as ``None``.
+    """
+
+    __slots__ = ("_index", "_keys", "_values")
+
+    _interned: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]] = {}
+
+    def __init__(self, metrics: Mapping[str, float | int | None]) -> None:
+        keys = tuple(metrics)
+        shared = self._interned.get(keys)
+        if shared is None:
+            if len(self._interned) > 64:  # layers come and go rarely; never let this grow unbounded
+                self._interned.clear()
+            shared = self._interned.setdefault(keys, (keys, {k: i for i, k in enumerate(keys)}))
+        # the shared key tuple, not this tick's equal copy: keys cost nothing per sample
+        self._keys, self._index = shared
+        self._values = array("d", (math.nan if v is None else float(v) for v in metrics.values()))
+
+    def __getitem__(self, key: str) -> float | int | None:
+        v = self._values[self._index[key]]
+        if v != v:
+            return None
+        return int(v) if v.is_integer() and abs(v) < 2**53 else v
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 @dataclass
@@ -129,7 +167,8 @@ class Sampler:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         if final_sample:
-            self.sample_once()
+            self.refresh_availability()
+            self.sample_once(force_all=True)
 
     @property
     def running(self) -> bool:
@@ -149,8 +188,8 @@ class Sampler:
 
     # -- sampling -----------------------------------------------------------------------------------
 
-    def sample_once(self) -> Sample:
-        """Read every due probe now and return (and record) the sample."""
+    def sample_once(self, *, force_all: bool = False) -> Sample:
+        """Read every due probe now (every probe with ``force_all``) and return (and record) the sample."""
         with self._tick_lock:
             now = self.clock()
             if self.ticks and self.ticks % self.recheck_every == 0:
@@ -159,7 +198,7 @@ class Sampler:
             for slot in self._slots:
                 if not slot.status.available:
                     continue
-                if slot.probe.cost == "costly" and now < slot.next_due:
+                if slot.probe.cost == "costly" and now < slot.next_due and not force_all:
                     continue
                 started = self.clock()
                 try:
@@ -179,7 +218,7 @@ class Sampler:
                 if slot.probe.cost == "costly":
                     slot.next_due = now + (self.slow_interval or self.interval)
                 metrics.update(flatten(slot.probe.layer, reading))
-            sample = Sample(self.wall_clock(), now, metrics)
+            sample = Sample(self.wall_clock(), now, PackedMetrics(metrics))
             self.ring.append(sample)
             self.ticks += 1
             if self.timeline is not None:
@@ -226,4 +265,4 @@ class Sampler:
         return list(self.ring)
 
 
-__all__ = ["LayerStatus", "SampleObserver", "Sampler", "validate_interval"]
+__all__ = ["LayerStatus", "PackedMetrics", "SampleObserver", "Sampler", "validate_interval"]

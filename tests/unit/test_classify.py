@@ -162,3 +162,25 @@ def test_verdict_json_round_trips() -> None:
                  Evidence(windows=(_window(5.0, 12.0, 3_000_000),)))
     again = Verdict.from_json(v.to_json())
     assert again.to_json() == v.to_json()
+
+
+def test_growth_into_a_full_bounded_cache_is_a_plateau() -> None:
+    """Growth allocated inside a bounded lru_cache that is now at its maxsize is a plateau, not a leak."""
+    n = 12
+    rss = [100 * MiB + i * 400_000 for i in range(n)]
+    blocks = [10_000 + i * 2000 for i in range(n)]
+    site = Site("app/cards.py", 35, "render_card", 3_000_000, 2000)
+    window = WindowEvidence(2.0, 6.0, 16, True, 0, 3_000_000, sites=(site,))
+    full = CacheGrowthInfo("app.cards.render_card", "lru_cache", 2000, 2000, 250.0)
+    v = classify(
+        samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
+        Evidence(windows=(window,), caches=(full,)),
+    )
+    assert v.verdict == "plateau"
+    assert any("now full" in e for e in v.evidence)
+    not_full = CacheGrowthInfo("app.cards.render_card", "lru_cache", 5000, 2000, 250.0)
+    v2 = classify(
+        samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
+        Evidence(windows=(window,), caches=(not_full,)),
+    )
+    assert v2.verdict == "python_leak"

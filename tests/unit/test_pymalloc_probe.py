@@ -348,3 +348,22 @@ def test_interpreter_without_pymalloc_reports_the_layer_unavailable() -> None:
     assert done.stdout.startswith("False ")
     assert "pymalloc" in done.stdout
     assert done.stderr == ""
+
+
+def test_tracemalloc_makes_the_layer_unreadable_with_a_clear_reason_then_it_comes_back() -> None:
+    """While tracemalloc traces, CPython refuses the report: the reason says so, and reading resumes after."""
+    import tracemalloc
+
+    from memwarden.exceptions import ProbeUnavailable
+    from memwarden.probes.pymalloc import PymallocProbe
+
+    if tracemalloc.is_tracing():
+        pytest.skip("the test process already traces")
+    probe = PymallocProbe()
+    tracemalloc.start(1)
+    try:
+        with pytest.raises(ProbeUnavailable, match="tracemalloc"):
+            probe.read()
+    finally:
+        tracemalloc.stop()
+    assert probe.read().arena_bytes > 0

@@ -148,3 +148,29 @@ def test_a_layer_that_becomes_available_later_is_picked_up() -> None:
     probe.ready = True
     got = [s.sample_once().metrics for _ in range(3)]
     assert {"late.v": 7} in got
+
+
+def test_packed_metrics_read_back_what_was_stored() -> None:
+    """Packed samples give back ints as ints, floats as floats and None as None."""
+    from memwarden.sampler import PackedMetrics
+
+    m = PackedMetrics({"a.int": 123456789012, "a.float": 0.25, "a.none": None, "a.zero": 0})
+    assert dict(m) == {"a.int": 123456789012, "a.float": 0.25, "a.none": None, "a.zero": 0}
+    assert isinstance(m["a.int"], int) and m.get("missing") is None and len(m) == 4
+
+
+def test_a_full_ring_costs_few_python_objects_per_sample() -> None:
+    """The sampler's own ring must not look like a leak: a sample costs a handful of blocks, not one per metric."""
+    import sys
+
+    clock = FakeClock()
+    reading = {f"m{i}": i * 1.5 for i in range(60)}
+    s = Sampler([ReplayProbe("a", [reading])], interval=1.0, ring_size=2000, clock=clock)
+    for _ in range(50):  # warm up caches
+        s.sample_once()
+    before = sys.getallocatedblocks()
+    for _ in range(1000):
+        s.sample_once()
+        clock.advance(1)
+    per_sample = (sys.getallocatedblocks() - before) / 1000
+    assert per_sample < 8, per_sample

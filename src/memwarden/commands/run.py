@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import contextlib
 import importlib.machinery
 import io
 import json
@@ -11,6 +12,7 @@ import os
 import platform
 import runpy
 import sys
+import tempfile
 import time
 import traceback
 import types
@@ -178,19 +180,25 @@ def execute(args: argparse.Namespace) -> int:
     except _ProgramSyntaxError as err:
         traceback.print_exception(type(err.exc), err.exc, None)
         return 1
-    timeline = None
+    scratch: str | None = None
     if args.db:
         _check_output_path(args.db, "--db")
-        timeline = Timeline(args.db)
-        timeline.set_meta(
-            command=["memwarden", "run", *program.display],
-            python=platform.python_version(),
-            implementation=platform.python_implementation(),
-            platform=platform.platform(),
-            pid=os.getpid(),
-            interval=interval,
-            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        )
+        db_path = args.db
+    else:
+        # the diagnosis reads the whole run, not just the in-memory ring: keep it in a scratch file
+        fd, scratch = tempfile.mkstemp(prefix="memwarden-", suffix=".db")
+        os.close(fd)
+        db_path = scratch
+    timeline = Timeline(db_path)
+    timeline.set_meta(
+        command=["memwarden", "run", *program.display],
+        python=platform.python_version(),
+        implementation=platform.python_implementation(),
+        platform=platform.platform(),
+        pid=os.getpid(),
+        interval=interval,
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
     monitor = Monitor(
         interval=interval,
         db=timeline,
@@ -217,9 +225,12 @@ def execute(args: argparse.Namespace) -> int:
             except Exception:
                 pass
         verdict = monitor.stop()
-        if timeline is not None:
-            timeline.set_meta(exit_code=code)
-            timeline.close()
+        timeline.set_meta(exit_code=code)
+        timeline.close()
+        if scratch is not None:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    os.unlink(scratch + suffix)
         sys.argv = saved_argv
         sys.path[0] = saved_path0
         # leave the program's __main__ in sys.modules: atexit handlers and threads still use it

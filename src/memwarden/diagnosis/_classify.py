@@ -33,6 +33,8 @@ from ._verdict import CacheGrowthInfo, Holder, Site, TypeGrowth, Verdict, Verdic
 RSS = "process.rss_bytes"
 BLOCKS = "objects.allocated_blocks"
 TRACED = "tracing.traced_bytes"
+TRACING_OVERHEAD = "tracing.overhead_bytes"
+OWN_RSS = "memwarden.attributed_rss_bytes"
 PYMALLOC_ALLOCATED = "pymalloc.allocated_block_bytes"
 PYMALLOC_ARENA = "pymalloc.arena_bytes"
 LIBC_IN_USE = "libc.in_use_bytes"
@@ -122,13 +124,29 @@ def classify(
         python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg)
         verdict = "python_leak" if python_explains else "native_leak"
         confidence = _leak_confidence(rss_tr, blocks_tr, window, python_explains, len(samples))
+        full = _full_bounded_cache(ev.caches, sites) if python_explains else None
+        if full is not None:
+            # the growth we saw is a bounded cache filling up; it is full now and cannot grow further
+            verdict, confidence = "plateau", 0.75
+            evid.append(
+                f"the growing site is {full.name}, an lru_cache bounded at maxsize={full.maxsize:,} "
+                f"and now full ({full.currsize:,} entries): it cannot grow further"
+            )
     else:
         retained, retention_evidence = _retention(samples, ev, cfg)
         evid.extend(retention_evidence)
         rss_end = _last(samples, primary_key) or 0.0
+        # objects can pile up into memory the allocator already held (after a retention, say): RSS
+        # stays flat. Only call that a leak when the block count grows AND the traced bytes grew
+        # steadily through a window (a window's traced bytes also rise when a bounded structure
+        # merely replaces old entries, so their rate alone proves nothing).
         hidden_python_leak = (
-            blocks_tr is not None
+            rss_tr is not None
+            and rss_tr.status in ("flat", "step", "shrinking")
+            and blocks_tr is not None
             and blocks_tr.status == "growing"
+            and blocks_tr.significant
+            and _traced_trend_grows(samples, window, cfg)
             and python_rate is not None
             and python_rate >= cfg.min_rate_bytes_per_s
             and python_rate * duration >= cfg.min_growth_bytes
@@ -182,6 +200,16 @@ def classify(
     )
 
 
+def _full_bounded_cache(caches: Sequence[CacheGrowthInfo], sites: tuple[Site, ...]) -> CacheGrowthInfo | None:
+    """A bounded cache, now at its bound, whose function is where the top sites allocate."""
+    names = {(s.function or "").rsplit(".", 1)[-1] for s in sites[:3]} - {""}
+    for c in caches:
+        if c.maxsize is not None and c.maxsize > 0 and c.currsize >= c.maxsize and c.growth_per_s > 0:
+            if c.name.rsplit(".", 1)[-1] in names:
+                return c
+    return None
+
+
 def _worth_naming(cache: CacheGrowthInfo) -> bool:
     """A cache that grew and is unbounded, or one of the program's own (not the stdlib's bounded ones)."""
     if cache.growth_per_s <= 0:
@@ -198,6 +226,8 @@ def _worth_naming(cache: CacheGrowthInfo) -> bool:
 def _trend(samples: Sequence[Sample], key: str, cfg: DiagnosisConfig, *, bytes_series: bool = True) -> Trend | None:
     if key == LIBC_IN_USE:
         ts, ys = _malloc_used(samples)
+    elif key == RSS:
+        ts, ys = _rss_net_of_tracing(samples)
     else:
         ts, ys = series(list(samples), key)
     if len(ys) < cfg.min_samples:
@@ -210,6 +240,21 @@ def _trend(samples: Sequence[Sample], key: str, cfg: DiagnosisConfig, *, bytes_s
         min_rate=cfg.min_rate_bytes_per_s if bytes_series else 0.0,
         unit="B" if bytes_series else "blocks",
     )
+
+
+def _rss_net_of_tracing(samples: Sequence[Sample]) -> tuple[list[float], list[float]]:
+    """RSS less memwarden's own: tracemalloc's tables and what memwarden's attribution work left behind."""
+    if not samples:
+        return [], []
+    t0 = samples[0].mono
+    ts, ys = [], []
+    for s in samples:
+        rss = s.metrics.get(RSS)
+        if rss is not None:
+            ts.append(s.mono - t0)
+            own = float(s.metrics.get(TRACING_OVERHEAD) or 0) + float(s.metrics.get(OWN_RSS) or 0)
+            ys.append(float(rss) - own)
+    return ts, ys
 
 
 def _malloc_used(samples: Sequence[Sample]) -> tuple[list[float], list[float]]:
@@ -245,6 +290,17 @@ def _python_rate(samples: Sequence[Sample], window: WindowEvidence | None, cfg: 
         return window.traced_growth_per_s
     tr = _trend(samples, PYMALLOC_ALLOCATED, cfg)
     return tr.rate_per_s if tr is not None else None
+
+
+def _traced_trend_grows(samples: Sequence[Sample], window: WindowEvidence | None, cfg: DiagnosisConfig) -> bool:
+    if window is None:
+        return False
+    ts, ys = series(list(samples), TRACED)
+    inside = [(t, y) for t, y in zip(ts, ys) if window.opened_s <= t <= window.closed_s + 1e-6]
+    if len(inside) < 4:
+        return False
+    tr = analyse([t for t, _ in inside], [y for _, y in inside], min_points=4, alpha=cfg.alpha)
+    return tr.status == "growing" and tr.significant
 
 
 def _python_explains(

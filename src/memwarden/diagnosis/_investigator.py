@@ -33,6 +33,7 @@ from ._evidence import (
     TrimEvidence,
     WindowEvidence,
 )
+from ..probes.own import OwnFootprint
 from ._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
 
 if TYPE_CHECKING:
@@ -103,8 +104,9 @@ class Investigator:
     Add it to a sampler's observers. ``evidence()`` returns everything found so far.
     """
 
-    def __init__(self, config: InvestigatorConfig | None = None) -> None:
+    def __init__(self, config: InvestigatorConfig | None = None, *, footprint: OwnFootprint | None = None) -> None:
         self.config = config or InvestigatorConfig()
+        self.footprint = footprint or OwnFootprint()
         self._lock = threading.RLock()
         self._windows: list[WindowEvidence] = []
         self._open: dict[str, Any] | None = None
@@ -131,7 +133,8 @@ class Investigator:
                 self._gpu_tick(sampler, sample)
             if self._open is not None:
                 if sample.mono - self._open["mono"] >= self.config.window_s:
-                    self._close_window(sampler, sample.mono)
+                    with self.footprint.measure():
+                        self._close_window(sampler, sample.mono)
                 return
             if len(self._windows) >= self.config.max_windows:
                 return
@@ -143,7 +146,8 @@ class Investigator:
             why = suspect_growth(sampler.samples(), since_mono=since, min_points=self.config.min_points)
             if why is not None:
                 self.suspicion = why
-                self._open_window(sampler, sample.mono, why)
+                with self.footprint.measure():
+                    self._open_window(sampler, sample.mono, why)
 
     # -- windows ------------------------------------------------------------------------------------
 
@@ -180,13 +184,14 @@ class Investigator:
         types: tuple[TypeGrowth, ...] = ()
         holders: tuple[Holder, ...] = ()
         traced_end = state["traced"]
+        samples: list[object] = []
         try:
             traced_end, _ = window.traced_bytes()
             diffs = window.diff(group_by="traceback", top=self.config.top_sites)
             sites = tuple(_site_from_diff(d) for d in diffs)
             if state["census"] is not None:
                 types = self._types_grown(state["census"])
-            holders = self._holders_for(sites, types)
+            samples = self._sample_objects(sites)  # needs tracemalloc: before the window closes
         except Exception as exc:
             notes.append(f"attribution failed: {exc!r}")
         finally:
@@ -194,6 +199,13 @@ class Investigator:
                 window.close()
             except Exception as exc:
                 notes.append(f"closing the window failed: {exc!r}")
+        try:
+            # the search walks the whole heap: 10-60x faster once tracemalloc has stopped
+            holders = self._holders_for(samples)
+        except Exception as exc:
+            notes.append(f"holder search failed: {exc!r}")
+        finally:
+            samples.clear()
         start = self._start_mono or state["mono"]
         evidence = WindowEvidence(
             opened_s=state["mono"] - start,
@@ -209,6 +221,7 @@ class Investigator:
         )
         self._windows.append(evidence)
         self._last_closed_mono = mono
+        sampler.refresh_availability()  # pymalloc cannot be read while tracemalloc traces
         if sampler.timeline is not None:
             sampler.timeline.add_event(EVENT_WINDOW, evidence.to_json())
 
@@ -228,26 +241,26 @@ class Investigator:
         ]
         return tuple(TypeGrowth(d.type, d.count_diff, d.size_diff_bytes) for d in grown[:10])
 
-    def _holders_for(self, sites: tuple[Site, ...], types: tuple[TypeGrowth, ...]) -> tuple[Holder, ...]:
-        if not sites:
-            return ()
-        from ._holders import find_holders, sample_objects, summarise_paths
+    def _sample_objects(self, sites: tuple[Site, ...]) -> list[object]:
+        """A few live objects allocated at the first top site that still has some."""
+        from ._holders import sample_objects
 
-        holders: list[Holder] = []
         for site in sites[:3]:
             objs = sample_objects(site.file, site.line, limit=self.config.holder_samples)
-            if not objs:
-                continue
-            try:
-                paths = find_holders(objs, time_budget_s=self.config.holder_budget_s)
-            finally:
-                del objs
-            for p in summarise_paths(paths):
-                h = Holder(p.type, p.path, p.root_kind)
-                if h not in holders:
-                    holders.append(h)
-            if holders:
-                break
+            if objs:
+                return list(objs)
+        return []
+
+    def _holders_for(self, samples: list[object]) -> tuple[Holder, ...]:
+        if not samples:
+            return ()
+        from ._holders import find_holders, summarise_paths
+
+        holders: list[Holder] = []
+        for p in summarise_paths(find_holders(samples, time_budget_s=self.config.holder_budget_s)):
+            h = Holder(p.type, p.path, p.root_kind)
+            if h not in holders:
+                holders.append(h)
         return tuple(holders[:5])
 
     # -- the GPU: PyTorch's allocation history ---------------------------------------------------------
@@ -336,7 +349,8 @@ class Investigator:
         with self._lock:
             now = sampler.clock()
             if self._open is not None:
-                self._close_window(sampler, now)
+                with self.footprint.measure():
+                    self._close_window(sampler, now)
             if self._gpu_open is not None:
                 self._close_gpu(sampler)
             if self._caches_start is not None:

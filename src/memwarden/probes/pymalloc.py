@@ -302,6 +302,11 @@ def capture_debugmallocstats() -> str:
         finally:
             writer.free(buffer)
     if not written:
+        import tracemalloc
+
+        if tracemalloc.is_tracing():
+            # tracemalloc's hooks replace pymalloc's entry points, and CPython then refuses the report
+            raise _unavailable("not readable while tracemalloc is tracing (it comes back when tracing stops)")
         raise _unavailable("the interpreter does not allocate with pymalloc (PYTHONMALLOC=malloc?)")
     return raw.decode("ascii", "replace")
 

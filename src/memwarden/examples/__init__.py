@@ -1,0 +1,1 @@
+"""Small programs that misbehave on purpose, for trying memwarden out."""
