@@ -374,3 +374,23 @@ def test_census_diff_finds_the_growing_class_live() -> None:
     assert top.type == _name(Growing)
     assert top.count_diff == 20_000
     assert top.size_diff_bytes == 20_000 * sys.getsizeof(kept[0])
+
+
+def test_pause_timer_keeps_no_python_objects_per_collection() -> None:
+    """The gc callback runs in the program's allocating frame: it must not keep objects (tracemalloc would blame the program)."""
+    import gc
+    import sys
+
+    from memwarden.probes.objects import GcPauseTimer
+
+    timer = GcPauseTimer(recent=16)
+    with timer:
+        for _ in range(20):  # fill the ring and warm everything up
+            gc.collect(0)
+        before = sys.getallocatedblocks()
+        for _ in range(200):
+            gc.collect(0)
+        grown = sys.getallocatedblocks() - before
+    assert grown < 50, grown
+    assert timer.stats().pauses[0] >= 220
+    assert len(timer.stats().recent) == 16

@@ -246,9 +246,13 @@ class Investigator:
         from ._holders import sample_objects
 
         for site in sites[:3]:
-            objs = sample_objects(site.file, site.line, limit=self.config.holder_samples)
+            objs = [
+                o
+                for o in sample_objects(site.file, site.line, limit=self.config.holder_samples * 2)
+                if not _is_memwarden_type(f"{type(o).__module__}.{type(o).__qualname__}")
+            ]
             if objs:
-                return list(objs)
+                return objs[: self.config.holder_samples]
         return []
 
     def _holders_for(self, samples: list[object]) -> tuple[Holder, ...]:

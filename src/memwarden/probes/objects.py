@@ -19,6 +19,8 @@ dict for instances that had none, so looking would change the heap being measure
 from __future__ import annotations
 
 import collections
+import math
+from array import array
 import dataclasses
 import gc
 import itertools
@@ -127,13 +129,16 @@ class GcPauseTimer:
     def reset(self) -> None:
         """Forget every pause seen so far (the callback stays installed if it was)."""
         generations = 3
-        self._pauses = [0] * generations
-        self._total_s = [0.0] * generations
-        self._max_s = [0.0] * generations
-        self._collected = 0
-        self._uncollectable = 0
-        self._recent: collections.deque[GcPause] = collections.deque(maxlen=self._recent_size)
-        self._started_at: float | None = None
+        # Arrays, not lists of Python numbers: the callback runs inside the program's allocating
+        # frame, and any object it kept would be attributed by tracemalloc to the program's line.
+        self._pauses = array("q", [0] * generations)
+        self._total_s = array("d", [0.0] * generations)
+        self._max_s = array("d", [0.0] * generations)
+        self._counts = array("q", [0, 0])  # collected, uncollectable
+        size = max(1, self._recent_size)
+        self._ring = array("d", [0.0] * (4 * size))  # generation, duration, collected, uncollectable
+        self._ring_next = array("q", [0, 0])  # next slot, slots filled
+        self._started = array("d", [math.nan])
 
     @property
     def installed(self) -> bool:
@@ -144,7 +149,7 @@ class GcPauseTimer:
         """Start timing collections; does nothing if already installed."""
         with self._install_lock:
             if not self.installed:
-                self._started_at = None
+                self._started[0] = math.nan
                 self._callbacks.append(self._callback)
 
     def uninstall(self) -> None:
@@ -154,7 +159,7 @@ class GcPauseTimer:
                 if cb is self._callback:
                     del self._callbacks[i]
                     break
-            self._started_at = None
+            self._started[0] = math.nan
 
     def __enter__(self) -> GcPauseTimer:
         self.install()
@@ -165,22 +170,30 @@ class GcPauseTimer:
 
     def stats(self) -> GcPauseStats:
         """A snapshot of the pauses timed so far."""
+        size = max(1, self._recent_size)
+        nxt, filled = self._ring_next
+        order = [(nxt - filled + i) % size for i in range(min(filled, self._recent_size))]
+        recent = tuple(
+            GcPause(int(self._ring[4 * j]), self._ring[4 * j + 1], int(self._ring[4 * j + 2]), int(self._ring[4 * j + 3]))
+            for j in order
+        )
         return GcPauseStats(
             pauses=tuple(self._pauses),
             total_s=tuple(self._total_s),
             max_s=tuple(self._max_s),
-            collected=self._collected,
-            uncollectable=self._uncollectable,
-            recent=tuple(self._recent),
+            collected=self._counts[0],
+            uncollectable=self._counts[1],
+            recent=recent,
         )
 
     def _on_gc(self, phase: Literal["start", "stop"], info: dict[str, int]) -> None:
         now = self._clock()
         if phase == "start":
-            self._started_at = now
+            self._started[0] = now
             return
-        started, self._started_at = self._started_at, None
-        if phase != "stop" or started is None:
+        started = self._started[0]
+        self._started[0] = math.nan
+        if phase != "stop" or started != started:
             return  # installed in the middle of a collection: its start was not seen
         generation = min(max(int(info.get("generation", 0)), 0), len(self._pauses) - 1)
         duration = max(now - started, 0.0)
@@ -188,10 +201,15 @@ class GcPauseTimer:
         uncollectable = int(info.get("uncollectable", 0))
         self._pauses[generation] += 1
         self._total_s[generation] += duration
-        self._max_s[generation] = max(self._max_s[generation], duration)
-        self._collected += collected
-        self._uncollectable += uncollectable
-        self._recent.append(GcPause(generation, duration, collected, uncollectable))
+        if duration > self._max_s[generation]:
+            self._max_s[generation] = duration
+        self._counts[0] += collected
+        self._counts[1] += uncollectable
+        if self._recent_size > 0:
+            slot = self._ring_next[0]
+            self._ring[4 * slot : 4 * slot + 4] = array("d", (generation, duration, collected, uncollectable))
+            self._ring_next[0] = (slot + 1) % self._recent_size
+            self._ring_next[1] = min(self._ring_next[1] + 1, self._recent_size)
 
 
 # ---------------------------------------------------------------------------------------------
