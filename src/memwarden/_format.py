@@ -31,7 +31,7 @@ def format_duration(seconds: float) -> str:
     """``75.2`` -> ``"1 min 15 s"``."""
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)

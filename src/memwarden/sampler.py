@@ -18,7 +18,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .exceptions import ProbeUnavailable, UsageError
 from .probes._base import Availability, Metrics, Probe, flatten
@@ -58,7 +58,7 @@ class PackedMetrics(Mapping[str, "float | int | None"]):
 
     __slots__ = ("_index", "_keys", "_values")
 
-    _interned: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]] = {}
+    _interned: ClassVar[dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]]] = {}
 
     def __init__(self, metrics: Mapping[str, float | int | None]) -> None:
         keys = tuple(metrics)
@@ -101,7 +101,9 @@ def validate_interval(interval: float, name: str = "interval") -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise UsageError(f"{name} must be a positive number of seconds, not {interval!r} (try 1 or 0.1)")
     if value < 0.01:
-        raise UsageError(f"{name} {value} s is too short: the sampler would cost more than it tells (use >= 0.01)")
+        raise UsageError(
+            f"{name} {value} s is too short: the sampler would cost more than it tells (use >= 0.01)"
+        )
     return value
 
 

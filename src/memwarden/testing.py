@@ -93,7 +93,11 @@ def samples_from_series(
         raise ValueError(f"every series must have the same length, got {sorted(lengths)}")
     (n,) = lengths
     return [
-        Sample(t=1.7e9 + start + i * interval, mono=start + i * interval, metrics={k: v[i] for k, v in series.items()})
+        Sample(
+            t=1.7e9 + start + i * interval,
+            mono=start + i * interval,
+            metrics={k: v[i] for k, v in series.items()},
+        )
         for i in range(n)
     ]
 

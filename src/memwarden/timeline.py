@@ -125,11 +125,15 @@ class Timeline:
         if path != ":memory:":
             p = Path(path)
             if must_exist and not p.exists():
-                raise TimelineError(path, "no such file (give the path of a timeline written by `memwarden run --db`)")
+                raise TimelineError(
+                    path, "no such file (give the path of a timeline written by `memwarden run --db`)"
+                )
             if p.is_dir():
                 raise TimelineError(path, "is a directory, not a timeline file")
             if not must_exist and not p.parent.exists():
-                raise TimelineError(path, f"the folder {p.parent} does not exist (create it, or pick another --db path)")
+                raise TimelineError(
+                    path, f"the folder {p.parent} does not exist (create it, or pick another --db path)"
+                )
             if p.exists() and not os.access(p, os.R_OK):
                 raise TimelineError(path, "cannot be read (check its permissions)")
             if p.exists() and p.stat().st_size > 0:
@@ -155,7 +159,9 @@ class Timeline:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (_dumps(SCHEMA),))
         elif schema is not None and schema != SCHEMA:
             conn.close()
-            raise TimelineError(path, f"was written with timeline schema {schema!r}; this memwarden reads {SCHEMA!r}")
+            raise TimelineError(
+                path, f"was written with timeline schema {schema!r}; this memwarden reads {SCHEMA!r}"
+            )
         return conn
 
     @staticmethod

@@ -116,8 +116,21 @@ def test_summary_goes_to_stderr_and_json_follows_the_contract(workdir: Path) -> 
     assert "memwarden:" in mw.stderr
     verdict = json.loads((workdir / "v.json").read_text())
     assert verdict["schema"] == "memwarden.verdict/1"
-    for key in ("verdict", "leak", "confidence", "summary", "duration_s", "samples", "growth_bytes_per_s",
-                "sites", "types", "holders", "caches", "advice", "layers"):
+    for key in (
+        "verdict",
+        "leak",
+        "confidence",
+        "summary",
+        "duration_s",
+        "samples",
+        "growth_bytes_per_s",
+        "sites",
+        "types",
+        "holders",
+        "caches",
+        "advice",
+        "layers",
+    ):
         assert key in verdict
     assert set(verdict["growth_bytes_per_s"]) == {"rss", "python", "native", "gpu"}
     assert verdict["samples"] >= 3
@@ -193,9 +206,16 @@ def test_fail_on_leak_gives_exit_3_only_for_a_leak(workdir: Path) -> None:
             time.sleep(0.05)
         """,
     )
-    _write(workdir / "flat.py", "import time\nt0=time.monotonic()\nwhile time.monotonic()-t0<3:\n    x=[0]*1000\n    time.sleep(0.05)\n")
-    leaky = run_memwarden(["run", "--interval", "0.2", "--fail-on-leak", "--json", "l.json", "leaky.py"], workdir)
-    flat = run_memwarden(["run", "--interval", "0.2", "--fail-on-leak", "--json", "f.json", "flat.py"], workdir)
+    _write(
+        workdir / "flat.py",
+        "import time\nt0=time.monotonic()\nwhile time.monotonic()-t0<3:\n    x=[0]*1000\n    time.sleep(0.05)\n",
+    )
+    leaky = run_memwarden(
+        ["run", "--interval", "0.2", "--fail-on-leak", "--json", "l.json", "leaky.py"], workdir
+    )
+    flat = run_memwarden(
+        ["run", "--interval", "0.2", "--fail-on-leak", "--json", "f.json", "flat.py"], workdir
+    )
     assert json.loads((workdir / "l.json").read_text())["leak"] is True, leaky.stderr
     assert leaky.returncode == 3
     assert json.loads((workdir / "f.json").read_text())["leak"] is False, flat.stderr

@@ -34,7 +34,9 @@ def _window(opened: float, closed: float, traced_growth: int, *, with_site: bool
         traced_start_bytes=0,
         traced_end_bytes=traced_growth,
         sites=(site,) if with_site else (),
-        holders=(Holder("builtins.list", "app.cache.EMBEDDINGS._cache[<str>]", "module_global"),) if with_site else (),
+        holders=(Holder("builtins.list", "app.cache.EMBEDDINGS._cache[<str>]", "module_global"),)
+        if with_site
+        else (),
     )
 
 
@@ -44,7 +46,9 @@ def test_steady_python_growth_with_a_window_is_a_python_leak() -> None:
     rss = [200 * MiB + i * 500_000 + e for i, e in enumerate(_noise(n, 100_000))]
     blocks = [100_000 + i * 3000 for i in range(n)]
     traced = [None] * 5 + [i * 480_000 for i in range(8)] + [None] * 7
-    samples = samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks, "tracing.traced_bytes": traced})
+    samples = samples_from_series(
+        {"process.rss_bytes": rss, "objects.allocated_blocks": blocks, "tracing.traced_bytes": traced}
+    )
     v = classify(samples, Evidence(windows=(_window(5.0, 12.0, 7 * 480_000),)))
     assert v.verdict == "python_leak"
     assert v.leak
@@ -61,7 +65,9 @@ def test_growth_tracemalloc_cannot_see_is_a_native_leak() -> None:
     rss = [100 * MiB + i * 700_000 for i in range(n)]
     blocks = [50_000 + int(e) for e in _noise(n, 30)]
     traced = [None] * 5 + [1000.0 + e for e in _noise(8, 200)] + [None] * 7
-    samples = samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks, "tracing.traced_bytes": traced})
+    samples = samples_from_series(
+        {"process.rss_bytes": rss, "objects.allocated_blocks": blocks, "tracing.traced_bytes": traced}
+    )
     v = classify(samples, Evidence(windows=(_window(5.0, 12.0, 2000, with_site=False),)))
     assert v.verdict == "native_leak"
     assert v.leak
@@ -94,7 +100,11 @@ def test_glibc_free_chunks_confirmed_by_trim_are_retention() -> None:
     """Flat RSS with a large glibc free pool that malloc_trim gave back: allocator_retention."""
     n = 12
     samples = samples_from_series(
-        {"process.rss_bytes": [220 * MiB] * n, "libc.free_bytes": [180 * MiB] * n, "libc.in_use_bytes": [20 * MiB] * n}
+        {
+            "process.rss_bytes": [220 * MiB] * n,
+            "libc.free_bytes": [180 * MiB] * n,
+            "libc.in_use_bytes": [20 * MiB] * n,
+        }
     )
     v = classify(samples, Evidence(trim=TrimEvidence(220 * MiB, 40 * MiB, 180 * MiB)))
     assert v.verdict == "allocator_retention"
@@ -145,7 +155,10 @@ def test_unbounded_cache_growth_is_named_in_summary_and_advice() -> None:
     rss = [100 * MiB + i * 400_000 for i in range(n)]
     blocks = [10_000 + i * 2000 for i in range(n)]
     caches = (CacheGrowthInfo("app.templates.render", "lru_cache", None, 5000, 480.0),)
-    v = classify(samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}), Evidence(caches=caches))
+    v = classify(
+        samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
+        Evidence(caches=caches),
+    )
     assert v.verdict == "python_leak"
     assert "app.templates.render" in v.summary
     assert any("maxsize" in a and "app.templates.render" in a for a in v.advice)
@@ -158,8 +171,10 @@ def test_verdict_json_round_trips() -> None:
     n = 20
     rss = [200 * MiB + i * 500_000 for i in range(n)]
     blocks = [100_000 + i * 3000 for i in range(n)]
-    v = classify(samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
-                 Evidence(windows=(_window(5.0, 12.0, 3_000_000),)))
+    v = classify(
+        samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
+        Evidence(windows=(_window(5.0, 12.0, 3_000_000),)),
+    )
     again = Verdict.from_json(v.to_json())
     assert again.to_json() == v.to_json()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -12,7 +11,7 @@ import pytest
 
 from memwarden.exceptions import ProbeUnavailable
 from memwarden.probes._base import flatten
-from memwarden.probes.libc import LibcProbe, LibcReading, TrimResult, malloc_trim
+from memwarden.probes.libc import LibcProbe, LibcReading, malloc_trim
 
 MiB = 1024 * 1024
 

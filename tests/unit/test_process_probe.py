@@ -429,7 +429,9 @@ def test_rollup_every_s_walks_smaps_rollup_only_on_its_cadence(tmp_path: Path) -
     probe = ProcessProbe(tmp_path / "proc", sys_root=tmp_path, page_size=4096, rollup_every_s=10, clock=clock)
     first = probe.read()
     assert first.rss_bytes == 1000 * 1024 and first.pss_bytes == 800 * 1024
-    (proc / "smaps_rollup").write_text("Rss: 2000 kB\nPss: 1600 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 0 kB\n")
+    (proc / "smaps_rollup").write_text(
+        "Rss: 2000 kB\nPss: 1600 kB\nPrivate_Clean: 0 kB\nPrivate_Dirty: 0 kB\n"
+    )
     (proc / "statm").write_text("1000 500 50 1 0 200 0\n")
     clock.advance(5)
     between = probe.read()

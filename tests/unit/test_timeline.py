@@ -12,7 +12,9 @@ from memwarden.timeline import SCHEMA, Sample, Timeline, series
 
 
 def _sample(i: int, rss: float) -> Sample:
-    return Sample(t=1.7e9 + i, mono=100.0 + i, metrics={"process.rss_bytes": rss, "objects.allocated_blocks": i})
+    return Sample(
+        t=1.7e9 + i, mono=100.0 + i, metrics={"process.rss_bytes": rss, "objects.allocated_blocks": i}
+    )
 
 
 def test_samples_and_events_survive_close_and_reopen(tmp_path: Path) -> None:
@@ -87,9 +89,13 @@ def test_a_corrupt_timeline_is_a_clear_error(tmp_path: Path) -> None:
     raw = bytearray(db.read_bytes())
     raw[100:4096] = b"\xff" * (4096 - 100)
     db.write_bytes(bytes(raw))
+
+    def read_all() -> None:
+        with Timeline.open_existing(db) as tl2:
+            tl2.samples()
+
     with pytest.raises(TimelineError):
-        tl2 = Timeline.open_existing(db)
-        tl2.samples()
+        read_all()
 
 
 def test_writing_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from ..diagnosis._verdict import Verdict
 from ..timeline import Timeline
 
 HELP = "summarise a recorded run (a --db timeline)"
-DESCRIPTION = "Print what a recorded run did: the command, each layer's first/last/peak figures and the verdict."
+DESCRIPTION = (
+    "Print what a recorded run did: the command, each layer's first/last/peak figures and the verdict."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

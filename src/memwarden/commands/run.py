@@ -38,22 +38,38 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write the verdict (schema memwarden.verdict/1) to PATH")
-    p.add_argument("--db", metavar="PATH", help="record the timeline in this SQLite file (kept after the run)")
     p.add_argument(
-        "--interval", metavar="SECONDS", default="1", help="seconds between samples (default 1; production: 10)"
+        "--db", metavar="PATH", help="record the timeline in this SQLite file (kept after the run)"
     )
-    p.add_argument("--fail-on-leak", action="store_true", help="exit with code 3 when the verdict is a leak (for CI)")
+    p.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        default="1",
+        help="seconds between samples (default 1; production: 10)",
+    )
+    p.add_argument(
+        "--fail-on-leak", action="store_true", help="exit with code 3 when the verdict is a leak (for CI)"
+    )
     p.add_argument(
         "--no-trace",
         action="store_true",
         help="never open tracemalloc windows (no attribution, lowest overhead)",
     )
     p.add_argument(
-        "--window", metavar="SECONDS", default="4", help="length of a tracemalloc window when growth is suspected"
+        "--window",
+        metavar="SECONDS",
+        default="4",
+        help="length of a tracemalloc window when growth is suspected",
     )
-    p.add_argument("--quiet", "-q", action="store_true", help="print no summary (the JSON and DB are still written)")
-    p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script, like python -m")
-    p.add_argument("program", nargs=argparse.REMAINDER, help="script.py [args...] (or, with -m, the module's args)")
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="print no summary (the JSON and DB are still written)"
+    )
+    p.add_argument(
+        "-m", dest="module", metavar="MODULE", help="run a library module as a script, like python -m"
+    )
+    p.add_argument(
+        "program", nargs=argparse.REMAINDER, help="script.py [args...] (or, with -m, the module's args)"
+    )
 
 
 @dataclass(frozen=True)
@@ -78,11 +94,17 @@ def _resolve(args: argparse.Namespace) -> tuple[Program, Callable[[], None]]:
         try:
             mod_name, spec, code = runpy._get_module_details(name)  # type: ignore[attr-defined]
         except ImportError as exc:
-            raise ProgramNotFound(f"cannot run module {name!r}: {exc} (check the name and that it is installed)") from None
+            raise ProgramNotFound(
+                f"cannot run module {name!r}: {exc} (check the name and that it is installed)"
+            ) from None
         origin = spec.origin or name
-        return Program([origin, *rest], module=name), lambda: _exec_module(mod_name, spec, code, [origin, *rest])
+        return Program([origin, *rest], module=name), lambda: _exec_module(
+            mod_name, spec, code, [origin, *rest]
+        )
     if not rest:
-        raise UsageError("give a script to run (memwarden run script.py [args]) or a module (memwarden run -m module)")
+        raise UsageError(
+            "give a script to run (memwarden run script.py [args]) or a module (memwarden run -m module)"
+        )
     script = rest[0]
     path = Path(script)
     if not path.exists():
@@ -92,7 +114,8 @@ def _resolve(args: argparse.Namespace) -> tuple[Program, Callable[[], None]]:
     if not os.access(path, os.R_OK):
         raise ProgramNotFound(f"cannot read the script {script} (check its permissions)")
     try:
-        source = io.open_code(str(path)).read()
+        with io.open_code(str(path)) as fh:
+            source = fh.read()
         code = compile(source, os.path.abspath(path), "exec", dont_inherit=True)
     except SyntaxError as exc:
         # python prints the SyntaxError and exits 1: do the same, before sampling anything
@@ -126,7 +149,9 @@ def _exec_script(path: str, code: types.CodeType, argv: list[str]) -> None:
     exec(code, main.__dict__)
 
 
-def _exec_module(mod_name: str, spec: importlib.machinery.ModuleSpec, code: types.CodeType, argv: list[str]) -> None:
+def _exec_module(
+    mod_name: str, spec: importlib.machinery.ModuleSpec, code: types.CodeType, argv: list[str]
+) -> None:
     main = _new_main(spec.origin)
     main.__loader__ = spec.loader
     main.__spec__ = spec
@@ -163,7 +188,9 @@ def _print_program_traceback(exc: BaseException, script: str | None) -> None:
 def _check_output_path(path: str, what: str) -> None:
     parent = Path(path).resolve().parent
     if not parent.is_dir():
-        raise UsageError(f"{what} {path}: the folder {parent} does not exist (create it or pick another path)")
+        raise UsageError(
+            f"{what} {path}: the folder {parent} does not exist (create it or pick another path)"
+        )
     if Path(path).is_dir():
         raise UsageError(f"{what} {path} is a directory; give a file path")
     if not os.access(parent, os.W_OK):
@@ -220,10 +247,8 @@ def execute(args: argparse.Namespace) -> int:
         code = 1
     finally:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(Exception):
                 stream.flush()
-            except Exception:
-                pass
         verdict = monitor.stop()
         timeline.set_meta(exit_code=code)
         timeline.close()

@@ -21,7 +21,9 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the readings as JSON")
-    p.add_argument("--census", action="store_true", help="also count live objects by type (slower on big heaps)")
+    p.add_argument(
+        "--census", action="store_true", help="also count live objects by type (slower on big heaps)"
+    )
     p.add_argument("--top", type=int, default=15, help="how many types the census lists (default 15)")
 
 
@@ -71,6 +73,8 @@ def execute(args: argparse.Namespace) -> int:
         )
     if "census" in snap:
         for t in snap["census"].get("types", [])[: args.top]:
-            extra.append((f"census: {t['type']}", f"{t['count']:,} objects, {format_bytes(t['shallow_bytes'])}"))
+            extra.append(
+                (f"census: {t['type']}", f"{t['count']:,} objects, {format_bytes(t['shallow_bytes'])}")
+            )
     render_snapshot(snap["metrics"], snap["unavailable"], sys.stdout, extra=extra)
     return 0

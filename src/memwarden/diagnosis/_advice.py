@@ -99,7 +99,9 @@ def _python_leak(
                 f"so instances can die."
             )
         elif h.root_kind == "closure":
-            out.append(f"{path} is a closure variable that only grows: bound it, or move it to an object you reset.")
+            out.append(
+                f"{path} is a closure variable that only grows: bound it, or move it to an object you reset."
+            )
         elif h.root_kind in ("frame_local", "thread_local"):
             out.append(f"{path} grows inside a running function: bound it or drop entries once handled.")
         else:
@@ -118,5 +120,7 @@ def _python_leak(
     if not out and sites:
         s = sites[0]
         fn = f" ({s.function})" if s.function else ""
-        out.append(f"Objects allocated at {s.file}:{s.line}{fn} are never freed: find who keeps them and bound it.")
+        out.append(
+            f"Objects allocated at {s.file}:{s.line}{fn} are never freed: find who keeps them and bound it."
+        )
     return out

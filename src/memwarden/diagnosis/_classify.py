@@ -72,7 +72,9 @@ def classify(
     layers = layer_figures(samples)
     sites, types, holders = _attribution(ev)
     caches = tuple(
-        sorted((c for c in ev.caches if _worth_naming(c)), key=lambda c: (c.maxsize is not None, -c.growth_per_s))
+        sorted(
+            (c for c in ev.caches if _worth_naming(c)), key=lambda c: (c.maxsize is not None, -c.growth_per_s)
+        )
     )
 
     if len(samples) < cfg.min_samples or duration < cfg.min_duration_s:
@@ -155,7 +157,9 @@ def classify(
             # objects keep piling up, but into memory the allocator already held
             verdict = "python_leak"
             confidence = 0.7
-            evid.append("Python objects grow while RSS does not: they reuse memory the allocator already held")
+            evid.append(
+                "Python objects grow while RSS does not: they reuse memory the allocator already held"
+            )
         elif retained >= cfg.retention_min_bytes and retained >= cfg.retention_min_share * max(rss_end, 1.0):
             verdict = "allocator_retention"
             confidence = min(0.95, 0.6 + 0.4 * retained / max(rss_end, 1.0))
@@ -204,9 +208,9 @@ def _full_bounded_cache(caches: Sequence[CacheGrowthInfo], sites: tuple[Site, ..
     """A bounded cache, now at its bound, whose function is where the top sites allocate."""
     names = {(s.function or "").rsplit(".", 1)[-1] for s in sites[:3]} - {""}
     for c in caches:
-        if c.maxsize is not None and c.maxsize > 0 and c.currsize >= c.maxsize and c.growth_per_s > 0:
-            if c.name.rsplit(".", 1)[-1] in names:
-                return c
+        full = c.maxsize is not None and c.maxsize > 0 and c.currsize >= c.maxsize
+        if full and c.growth_per_s > 0 and c.name.rsplit(".", 1)[-1] in names:
+            return c
     return None
 
 
@@ -223,7 +227,9 @@ def _worth_naming(cache: CacheGrowthInfo) -> bool:
 # -- trends -------------------------------------------------------------------------------------------
 
 
-def _trend(samples: Sequence[Sample], key: str, cfg: DiagnosisConfig, *, bytes_series: bool = True) -> Trend | None:
+def _trend(
+    samples: Sequence[Sample], key: str, cfg: DiagnosisConfig, *, bytes_series: bool = True
+) -> Trend | None:
     if key == LIBC_IN_USE:
         ts, ys = _malloc_used(samples)
     elif key == RSS:
@@ -279,7 +285,9 @@ def _meaningful_growth(tr: Trend, cfg: DiagnosisConfig) -> bool:
     )
 
 
-def _python_rate(samples: Sequence[Sample], window: WindowEvidence | None, cfg: DiagnosisConfig) -> float | None:
+def _python_rate(
+    samples: Sequence[Sample], window: WindowEvidence | None, cfg: DiagnosisConfig
+) -> float | None:
     """Bytes/s of growth the Python allocators account for: tracemalloc's if a window saw it."""
     if window is not None and window.duration_s > 0:
         ts, ys = series(list(samples), TRACED)
@@ -288,11 +296,13 @@ def _python_rate(samples: Sequence[Sample], window: WindowEvidence | None, cfg: 
             tr = analyse([t for t, _ in inside], [y for _, y in inside], min_points=4, alpha=cfg.alpha)
             return tr.rate_per_s
         return window.traced_growth_per_s
-    tr = _trend(samples, PYMALLOC_ALLOCATED, cfg)
-    return tr.rate_per_s if tr is not None else None
+    pym = _trend(samples, PYMALLOC_ALLOCATED, cfg)
+    return pym.rate_per_s if pym is not None else None
 
 
-def _traced_trend_grows(samples: Sequence[Sample], window: WindowEvidence | None, cfg: DiagnosisConfig) -> bool:
+def _traced_trend_grows(
+    samples: Sequence[Sample], window: WindowEvidence | None, cfg: DiagnosisConfig
+) -> bool:
     if window is None:
         return False
     ts, ys = series(list(samples), TRACED)
@@ -443,7 +453,11 @@ def _summary(
     if verdict == "python_leak":
         rate = growth.get("python") or growth.get("rss")
         unbounded = [c for c in caches if c.maxsize is None and c.growth_per_s > 0]
-        extra = f"; unbounded cache {unbounded[0].name} grows {unbounded[0].growth_per_s:,.0f} entries/s" if unbounded else ""
+        extra = (
+            f"; unbounded cache {unbounded[0].name} grows {unbounded[0].growth_per_s:,.0f} entries/s"
+            if unbounded
+            else ""
+        )
         return f"Python objects leak at {format_rate(rate)}{_where(sites, holders)}{extra}."
     if verdict == "native_leak":
         return (
@@ -463,7 +477,9 @@ def _summary(
     if verdict in ("gpu_leak", "gpu_cache_retention") and gpu is not None:
         return str(gpu.summary)
     if verdict == "stable":
-        return f"No meaningful growth: RSS {format_bytes(rss.get('first'))} -> {format_bytes(rss.get('last'))}."
+        return (
+            f"No meaningful growth: RSS {format_bytes(rss.get('first'))} -> {format_bytes(rss.get('last'))}."
+        )
     return "Not enough data to decide."
 
 

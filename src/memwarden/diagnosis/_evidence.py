@@ -76,14 +76,20 @@ class WindowEvidence:
                     s.get("function"),
                     int(s["size_diff_bytes"]),
                     int(s["count_diff"]),
-                    tuple(SourceFrame(f["file"], int(f["line"]), f.get("function")) for f in s.get("traceback", [])),
+                    tuple(
+                        SourceFrame(f["file"], int(f["line"]), f.get("function"))
+                        for f in s.get("traceback", [])
+                    ),
                 )
                 for s in data.get("sites", [])
             ),
             types=tuple(
-                TypeGrowth(t["type"], int(t["count_diff"]), int(t["size_diff_bytes"])) for t in data.get("types", [])
+                TypeGrowth(t["type"], int(t["count_diff"]), int(t["size_diff_bytes"]))
+                for t in data.get("types", [])
             ),
-            holders=tuple(Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in data.get("holders", [])),
+            holders=tuple(
+                Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in data.get("holders", [])
+            ),
             notes=tuple(data.get("notes", [])),
         )
 
@@ -131,7 +137,11 @@ class Evidence:
                 elif ev.kind == EVENT_CACHES:
                     caches = tuple(
                         CacheGrowthInfo(
-                            c["name"], c["kind"], c.get("maxsize"), int(c["currsize"]), float(c["growth_per_s"])
+                            c["name"],
+                            c["kind"],
+                            c.get("maxsize"),
+                            int(c["currsize"]),
+                            float(c["growth_per_s"]),
                         )
                         for c in ev.data.get("caches", [])
                     )
@@ -144,12 +154,17 @@ class Evidence:
                 elif ev.kind == EVENT_GPU_SITES:
                     gpu_sites = tuple(
                         Site(
-                            s["file"], int(s["line"]), s.get("function"), int(s["size_diff_bytes"]), int(s["count_diff"])
+                            s["file"],
+                            int(s["line"]),
+                            s.get("function"),
+                            int(s["size_diff_bytes"]),
+                            int(s["count_diff"]),
                         )
                         for s in ev.data.get("sites", [])
                     )
                     gpu_holders = tuple(
-                        Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in ev.data.get("holders", [])
+                        Holder(h["type"], h["path"], h.get("root_kind", "unknown"))
+                        for h in ev.data.get("holders", [])
                     )
             except (KeyError, TypeError, ValueError) as exc:
                 notes.append(f"skipped a malformed {ev.kind} event ({exc!r})")

@@ -17,6 +17,7 @@ It rides on the sampler (it is a sample observer, so it runs in the sampler's da
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..probes.own import OwnFootprint
 from ._evidence import (
     EVENT_CACHES,
     EVENT_GPU_SITES,
@@ -33,7 +35,6 @@ from ._evidence import (
     TrimEvidence,
     WindowEvidence,
 )
-from ..probes.own import OwnFootprint
 from ._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def suspect_growth(samples: Sequence[Sample], *, since_mono: float, min_points: 
         if len(ys) < min_points:
             continue
         rise = ys[-1] - min(ys)
-        steps = [b - a for a, b in zip(ys, ys[1:])]
+        steps = [b - a for a, b in itertools.pairwise(ys)]
         ups = sum(1 for d in steps if d > 0)
         if rise >= threshold and steps and ups / len(steps) >= 0.6:
             return f"{key} rose by {rise:,.0f} over {len(ys)} samples"
@@ -104,7 +105,9 @@ class Investigator:
     Add it to a sampler's observers. ``evidence()`` returns everything found so far.
     """
 
-    def __init__(self, config: InvestigatorConfig | None = None, *, footprint: OwnFootprint | None = None) -> None:
+    def __init__(
+        self, config: InvestigatorConfig | None = None, *, footprint: OwnFootprint | None = None
+    ) -> None:
         self.config = config or InvestigatorConfig()
         self.footprint = footprint or OwnFootprint()
         self._lock = threading.RLock()
@@ -138,7 +141,10 @@ class Investigator:
                 return
             if len(self._windows) >= self.config.max_windows:
                 return
-            if self._last_closed_mono is not None and sample.mono - self._last_closed_mono < self.config.cooldown_s:
+            if (
+                self._last_closed_mono is not None
+                and sample.mono - self._last_closed_mono < self.config.cooldown_s
+            ):
                 return
             since = self._start_mono + self.config.warmup_s
             if self._last_closed_mono is not None:
@@ -280,7 +286,7 @@ class Investigator:
         ys = [float(v) for s in recent[-30:] if (v := s.metrics.get("gpu.allocated_bytes")) is not None]
         if len(ys) < self.config.min_points:
             return
-        steps = [b - a for a, b in zip(ys, ys[1:])]
+        steps = [b - a for a, b in itertools.pairwise(ys)]
         if ys[-1] - min(ys) < self.config.gpu_min_rise_bytes or sum(d > 0 for d in steps) < 0.6 * len(steps):
             return
         from ._gpu_history import GpuHistoryRecorder
@@ -329,11 +335,15 @@ class Investigator:
                 s.get("function"),
                 int(s["size_diff_bytes"]),
                 int(s["count_diff"]),
-                tuple(SourceFrame(f["file"], int(f["line"]), f.get("function")) for f in s.get("traceback", [])),
+                tuple(
+                    SourceFrame(f["file"], int(f["line"]), f.get("function")) for f in s.get("traceback", [])
+                ),
             )
             for s in data["sites"]
         )
-        self._gpu_holders = tuple(Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in holders)
+        self._gpu_holders = tuple(
+            Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in holders
+        )
         if sampler.timeline is not None:
             sampler.timeline.add_event(EVENT_GPU_SITES, data)
 

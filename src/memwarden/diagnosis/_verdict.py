@@ -180,7 +180,10 @@ class Verdict:
                     s.get("function"),
                     int(s.get("size_diff_bytes", 0)),
                     int(s.get("count_diff", 0)),
-                    tuple(SourceFrame(f["file"], int(f["line"]), f.get("function")) for f in s.get("traceback", [])),
+                    tuple(
+                        SourceFrame(f["file"], int(f["line"]), f.get("function"))
+                        for f in s.get("traceback", [])
+                    ),
                 )
                 for s in data.get("sites", [])
             ),
@@ -188,10 +191,16 @@ class Verdict:
                 TypeGrowth(t["type"], int(t.get("count_diff", 0)), int(t.get("size_diff_bytes", 0)))
                 for t in data.get("types", [])
             ),
-            holders=tuple(Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in data.get("holders", [])),
+            holders=tuple(
+                Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in data.get("holders", [])
+            ),
             caches=tuple(
                 CacheGrowthInfo(
-                    c["name"], c["kind"], c.get("maxsize"), int(c.get("currsize", 0)), float(c.get("growth_per_s", 0))
+                    c["name"],
+                    c["kind"],
+                    c.get("maxsize"),
+                    int(c.get("currsize", 0)),
+                    float(c.get("growth_per_s", 0)),
                 )
                 for c in data.get("caches", [])
             ),

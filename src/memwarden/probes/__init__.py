@@ -17,9 +17,24 @@ from typing import Any
 from ._base import Availability, Probe, flatten, to_jsonable
 from .gpu import GpuDeviceReading, GpuProbe, GpuReading
 from .libc import LibcProbe, LibcReading, TrimResult, malloc_trim
-from .objects import Census, GcPauseStats, GcPauseTimer, ObjectsProbe, ObjectsReading, TypeCount, census, census_diff
+from .objects import (
+    Census,
+    GcPauseStats,
+    GcPauseTimer,
+    ObjectsProbe,
+    ObjectsReading,
+    TypeCount,
+    census,
+    census_diff,
+)
 from .process import CgroupMemory, ProcessProbe, ProcessReading, read_cgroup_memory
-from .pymalloc import PymallocProbe, PymallocReading, SizeClassUsage, capture_debugmallocstats, parse_debugmallocstats
+from .pymalloc import (
+    PymallocProbe,
+    PymallocReading,
+    SizeClassUsage,
+    capture_debugmallocstats,
+    parse_debugmallocstats,
+)
 from .tracing import TracemallocWindow, TracingProbe, TracingReading
 
 

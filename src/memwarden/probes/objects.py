@@ -19,16 +19,16 @@ dict for instances that had none, so looking would change the heap being measure
 from __future__ import annotations
 
 import collections
-import math
-from array import array
 import dataclasses
 import gc
 import itertools
+import math
 import operator
 import sys
 import threading
 import time
 import types
+from array import array
 from collections.abc import Callable, Iterable, MutableSequence
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -174,7 +174,12 @@ class GcPauseTimer:
         nxt, filled = self._ring_next
         order = [(nxt - filled + i) % size for i in range(min(filled, self._recent_size))]
         recent = tuple(
-            GcPause(int(self._ring[4 * j]), self._ring[4 * j + 1], int(self._ring[4 * j + 2]), int(self._ring[4 * j + 3]))
+            GcPause(
+                int(self._ring[4 * j]),
+                self._ring[4 * j + 1],
+                int(self._ring[4 * j + 2]),
+                int(self._ring[4 * j + 3]),
+            )
             for j in order
         )
         return GcPauseStats(
@@ -201,8 +206,7 @@ class GcPauseTimer:
         uncollectable = int(info.get("uncollectable", 0))
         self._pauses[generation] += 1
         self._total_s[generation] += duration
-        if duration > self._max_s[generation]:
-            self._max_s[generation] = duration
+        self._max_s[generation] = max(self._max_s[generation], duration)
         self._counts[0] += collected
         self._counts[1] += uncollectable
         if self._recent_size > 0:

@@ -73,7 +73,9 @@ def _fmt(value: Any, unit: str) -> str:
     return f"{float(value):,.0f}"
 
 
-def render_verdict(verdict: Verdict, file: IO[str], *, color: bool | None = None, title: str = "memwarden") -> None:
+def render_verdict(
+    verdict: Verdict, file: IO[str], *, color: bool | None = None, title: str = "memwarden"
+) -> None:
     """The end-of-run summary: the verdict, the evidence, the top sites and holders, the advice."""
     con = _console(file, color)
     style = _STYLE.get(verdict.verdict, "bold")
@@ -87,7 +89,9 @@ def render_verdict(verdict: Verdict, file: IO[str], *, color: bool | None = None
     meaning = VERDICT_MEANINGS.get(verdict.verdict)
     if meaning and verdict.verdict not in LEAK_VERDICTS:
         con.print(Text(f"  {verdict.verdict}: {meaning}", style="dim"))
-    growth = ", ".join(f"{k} {format_rate(v)}" for k, v in verdict.growth_bytes_per_s.items() if v is not None)
+    growth = ", ".join(
+        f"{k} {format_rate(v)}" for k, v in verdict.growth_bytes_per_s.items() if v is not None
+    )
     if growth:
         con.print(Text(f"growth: {growth}"))
     if verdict.evidence:
@@ -101,21 +105,27 @@ def render_verdict(verdict: Verdict, file: IO[str], *, color: bool | None = None
         table.add_column("objects", justify="right")
         for s in verdict.sites[:5]:
             fn = f" in {s.function}()" if s.function else ""
-            table.add_row(f"{s.file}:{s.line}{fn}", format_bytes(s.size_diff_bytes, signed=True), f"{s.count_diff:+,}")
+            table.add_row(
+                f"{s.file}:{s.line}{fn}", format_bytes(s.size_diff_bytes, signed=True), f"{s.count_diff:+,}"
+            )
         con.print(table)
     if verdict.types:
         con.print(
             Text(
                 "growing types: "
-                + ", ".join(f"{t.type} ({t.count_diff:+,}, {format_bytes(t.size_diff_bytes, signed=True)})"
-                            for t in verdict.types[:5])
+                + ", ".join(
+                    f"{t.type} ({t.count_diff:+,}, {format_bytes(t.size_diff_bytes, signed=True)})"
+                    for t in verdict.types[:5]
+                )
             )
         )
     for h in verdict.holders[:3]:
         con.print(Text(f"held by: {h.path}  [{h.type}, {h.root_kind}]"))
     for c in verdict.caches[:5]:
         bound = "unbounded" if c.maxsize is None else f"maxsize {c.maxsize:,}"
-        con.print(Text(f"cache: {c.name} ({c.kind}, {bound}): {c.currsize:,} entries, {c.growth_per_s:+,.1f}/s"))
+        con.print(
+            Text(f"cache: {c.name} ({c.kind}, {bound}): {c.currsize:,} entries, {c.growth_per_s:+,.1f}/s")
+        )
     if verdict.advice:
         con.print(Text("what to do:", style="bold"))
         for line in verdict.advice:
@@ -173,7 +183,9 @@ def render_run(
         layer, _, name = key.partition(".")
         f = figures.get(layer, {}).get(name)
         if isinstance(f, Mapping):
-            table.add_row(label, _fmt(f.get("first"), unit), _fmt(f.get("last"), unit), _fmt(f.get("max"), unit))
+            table.add_row(
+                label, _fmt(f.get("first"), unit), _fmt(f.get("last"), unit), _fmt(f.get("max"), unit)
+            )
     con.print(table)
     if verdict is not None:
         render_verdict(verdict, file, color=color)
