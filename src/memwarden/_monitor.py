@@ -101,7 +101,12 @@ class Monitor:
         """Stop sampling, conclude the investigation and return (and record) the verdict."""
         if self.sampler is None:
             raise UsageError("this monitor was never started (call start() first)")
-        self.sampler.stop()
+        self.sampler.stop(final_sample=False)
+        if self.investigator is not None:
+            # close an open tracemalloc window first: pymalloc cannot be read while it traces
+            self.investigator.conclude(self.sampler)
+        self.sampler.refresh_availability()
+        self.sampler.sample_once(force_all=True)
         if self.investigator is not None:
             self._evidence = self.investigator.finish(self.sampler)
         if self._pauses is not None:

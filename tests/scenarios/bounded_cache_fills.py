@@ -2,7 +2,7 @@
 
 ``render_product_card`` is memoised with ``functools.lru_cache(maxsize=2000)``. Requests ask for
 products spread over a large catalogue, so the cache fills in the first two to three seconds
-(about 16 MB of rendered HTML) and from then on every new entry evicts the least recently used
+(about 14 MB of rendered HTML) and from then on every new entry evicts the least recently used
 one. Memory rises, then levels off while requests keep coming: a warm-up, not a leak.
 ``cache_info()`` shows ``currsize == maxsize``.
 

@@ -3,7 +3,7 @@
 The fixed version of ``chat_history.py``: each of 100 conversations keeps its last 50 messages in
 a ``collections.deque(maxlen=50)``, so adding a message beyond the window drops the oldest. The
 conversation set is fixed (a support desk with 100 open tickets), so the history fills in the
-first two to three seconds (about 10 MB) and then stays at its bound while chat traffic goes on.
+first two to three seconds (about 5 MB) and then stays at its bound while chat traffic goes on.
 A warm-up that levels off: ``plateau``, or ``stable`` if the fill is read as start-up.
 
 memwarden-expect: plateau|stable

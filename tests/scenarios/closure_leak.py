@@ -9,7 +9,7 @@ structure (a ``deque(maxlen=...)`` or a TTL set of request fingerprints).
 
 memwarden-expect: python_leak
 memwarden-leak-function: handle
-memwarden-holder: HANDLER
+memwarden-holder: make_handler.<locals>.seen
 """
 
 from __future__ import annotations

@@ -140,15 +140,16 @@ def classify(
         rss_end = _last(samples, primary_key) or 0.0
         # objects can pile up into memory the allocator already held (after a retention, say): RSS
         # stays flat. Only call that a leak when the block count grows AND the traced bytes grew
-        # steadily through a window (a window's traced bytes also rise when a bounded structure
-        # merely replaces old entries, so their rate alone proves nothing).
+        # through a window, with RSS neither growing nor levelling off after a rise (a window's traced
+        # bytes also rise while a bounded structure, which plateaus, replaces its old entries).
         hidden_python_leak = (
             rss_tr is not None
             and rss_tr.status in ("flat", "step", "shrinking")
             and blocks_tr is not None
             and blocks_tr.status == "growing"
             and blocks_tr.significant
-            and _traced_trend_grows(samples, window, cfg)
+            and window is not None
+            and bool(window.sites)
             and python_rate is not None
             and python_rate >= cfg.min_rate_bytes_per_s
             and python_rate * duration >= cfg.min_growth_bytes
@@ -298,19 +299,6 @@ def _python_rate(
         return window.traced_growth_per_s
     pym = _trend(samples, PYMALLOC_ALLOCATED, cfg)
     return pym.rate_per_s if pym is not None else None
-
-
-def _traced_trend_grows(
-    samples: Sequence[Sample], window: WindowEvidence | None, cfg: DiagnosisConfig
-) -> bool:
-    if window is None:
-        return False
-    ts, ys = series(list(samples), TRACED)
-    inside = [(t, y) for t, y in zip(ts, ys) if window.opened_s <= t <= window.closed_s + 1e-6]
-    if len(inside) < 4:
-        return False
-    tr = analyse([t for t, _ in inside], [y for _, y in inside], min_points=4, alpha=cfg.alpha)
-    return tr.status == "growing" and tr.significant
 
 
 def _python_explains(

@@ -45,9 +45,9 @@ log = logging.getLogger("memwarden")
 
 # metrics whose rise makes the investigator suspicious, with the rise (in their unit) that counts
 _SUSPECT_KEYS: tuple[tuple[str, float], ...] = (
-    ("process.rss_bytes", 512 * 1024),
-    ("libc.in_use_bytes", 512 * 1024),
-    ("objects.allocated_blocks", 4000),
+    ("process.rss_bytes", 256 * 1024),
+    ("libc.in_use_bytes", 256 * 1024),
+    ("objects.allocated_blocks", 2000),
 )
 
 
@@ -124,11 +124,14 @@ class Investigator:
         self._gpu_done = False
         self._gpu_sites: tuple[Site, ...] = ()
         self._gpu_holders: tuple[Holder, ...] = ()
+        self._concluded = False
 
     # -- the observer -------------------------------------------------------------------------------
 
     def __call__(self, sampler: Sampler, sample: Sample) -> None:
         with self._lock:
+            if self._concluded:
+                return
             if self._start_mono is None:
                 self._start_mono = sampler.started_mono if sampler.started_mono is not None else sample.mono
                 self._caches_start = (sample.mono, self._find_caches())
@@ -358,15 +361,21 @@ class Investigator:
             self._notes.append(f"cache scan failed: {exc!r}")
             return []
 
-    def finish(self, sampler: Sampler) -> Evidence:
-        """Conclude an open window, measure caches and (if worth it) malloc_trim; return the evidence."""
+    def conclude(self, sampler: Sampler) -> None:
+        """Close any open window (tracemalloc, GPU history) and open no more."""
         with self._lock:
-            now = sampler.clock()
+            self._concluded = True
             if self._open is not None:
                 with self.footprint.measure():
-                    self._close_window(sampler, now)
+                    self._close_window(sampler, sampler.clock())
             if self._gpu_open is not None:
                 self._close_gpu(sampler)
+
+    def finish(self, sampler: Sampler) -> Evidence:
+        """Conclude, measure cache growth and (if worth it) what malloc_trim gives back; return the evidence."""
+        self.conclude(sampler)
+        with self._lock:
+            now = sampler.clock()
             if self._caches_start is not None:
                 from ._caches import cache_growth
 

@@ -9,7 +9,7 @@ line per second. It makes two mistakes real LLM services make:
 
 * ``remember_turn`` appends every turn to ``HISTORY``, a dict of conversation id to the list of
   its turns, and nothing ever trims a conversation or drops an idle one. This is the main leak,
-  about 0.5 MB/s.
+  about 0.6 MB/s.
 * ``system_prompt`` renders each user's system prompt once and memoises it with
   ``functools.lru_cache(maxsize=None)``: one entry per user, forever, as new users keep arriving.
 
