@@ -199,3 +199,15 @@ def test_growth_into_a_full_bounded_cache_is_a_plateau() -> None:
         Evidence(windows=(window,), caches=(not_full,)),
     )
     assert v2.verdict == "python_leak"
+
+
+def test_nested_holder_paths_give_one_piece_of_advice() -> None:
+    """Holders that are the same container seen at two depths are advised on once."""
+    from memwarden.diagnosis._advice import advise
+
+    holders = (
+        Holder("list", "app.HISTORY[<str>][<int>][<str>]", "module_global"),
+        Holder("dict", "app.HISTORY[<str>][<int>]", "module_global"),
+    )
+    advice = advise("python_leak", holders=holders)
+    assert sum("HISTORY" in a for a in advice) == 1

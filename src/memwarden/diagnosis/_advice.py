@@ -75,8 +75,12 @@ def _python_leak(
     unbounded = [c for c in caches if c.maxsize is None and c.growth_per_s > 0]
     for c in unbounded:
         out.append(_bound_cache(c))
-    for h in holders[:2]:
+    seen: list[str] = []
+    for h in holders[:3]:
         path = h.path
+        if path.startswith("<") or any(path.startswith(p) or p.startswith(path) for p in seen):
+            continue  # not found, or the same container seen from one level up or down
+        seen.append(path)
         low = path.lower()
         if h.root_kind == "lru_cache" or "<lru_cache>" in path:
             if not unbounded:
