@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from ._monitor import Monitor, diagnose, diagnose_timeline, start, stop
 from ._version import __version__
-from .diagnosis import DiagnosisConfig, InvestigatorConfig, Verdict
+from .diagnosis import DiagnosisConfig, InvestigatorConfig, Verdict, classify
+from .diagnosis._caches import find_caches, unwatch, watch
+from .diagnosis._holders import find_holders
 from .exceptions import MemwardenError, ProbeUnavailable, ProgramNotFound, TimelineError, UsageError
+from .guards.gpu import EmptyCachePolicy
+from .probes import default_probes
+from .probes.tracing import TracemallocWindow
 from .sampler import Sampler
 from .timeline import Sample, Timeline
 
 __all__ = [
     "DiagnosisConfig",
+    "EmptyCachePolicy",
     "InvestigatorConfig",
     "MemwardenError",
     "Monitor",
@@ -24,11 +30,18 @@ __all__ = [
     "Sampler",
     "Timeline",
     "TimelineError",
+    "TracemallocWindow",
     "UsageError",
     "Verdict",
     "__version__",
+    "classify",
+    "default_probes",
     "diagnose",
     "diagnose_timeline",
+    "find_caches",
+    "find_holders",
     "start",
     "stop",
+    "unwatch",
+    "watch",
 ]
