@@ -24,7 +24,6 @@ from .._monitor import Monitor
 from ..diagnosis._investigator import InvestigatorConfig
 from ..diagnosis._verdict import Verdict
 from ..exceptions import ProgramNotFound, UsageError
-from ..reporters.terminal import render_verdict
 from ..sampler import validate_interval
 from ..timeline import Timeline
 
@@ -263,6 +262,8 @@ def execute(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, verdict)
     if not args.quiet:
+        from ..reporters.terminal import render_verdict
+
         render_verdict(verdict, sys.stderr, color=None if sys.stderr.isatty() else False)
     if code == 0 and args.fail_on_leak and verdict.leak:
         return 3
