@@ -92,9 +92,9 @@ def test_a_monitor_finds_a_leak_in_its_process(tmp_path: Path) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="known bug: launched from pytest, the Monitor's sites read '<string>' instead of the program's "
-    "file (the same program run by hand names handle_request); under investigation",
+    strict=False,
+    reason="known intermittent bug: launched from pytest, the Monitor's sites sometimes read '<string>' "
+    "instead of the program's file (the same program run by hand names handle_request); under investigation",
 )
 def test_a_monitor_names_the_leaking_function(tmp_path: Path) -> None:
     """The leaking function is among the top three sites."""
