@@ -1,6 +1,6 @@
 """An allocation-heavy workload with a fixed amount of work, for measuring memwarden's overhead.
 
-It builds and drops dicts, lists and strings in a loop: ``--rounds`` rounds (default 60 000, about
+It builds and drops dicts, lists and strings in a loop: ``--rounds`` rounds (default 90 000, about
 six seconds on a 2020s server core). The work is fixed, not the time, so a slower run means overhead.
 Nothing is retained between rounds, so memory is flat: memwarden should call it ``stable``.
 
@@ -35,7 +35,7 @@ def one_round(round_number: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="fixed-work allocation-heavy loop")
-    parser.add_argument("--rounds", type=int, default=60_000)
+    parser.add_argument("--rounds", type=int, default=90_000)
     args = parser.parse_args(argv)
     checksum = 0
     for round_number in range(args.rounds):

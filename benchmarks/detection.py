@@ -13,7 +13,10 @@ For every program under ``tests/scenarios/`` it runs:
 
     python benchmarks/detection.py [--seconds 8] [--only NAME ...] [--json results.json]
 
-memray's ``--leaks`` mode is not compared here (see docs/performance.md for why).
+* with ``--memray PATH`` (the ``memray`` executable of an environment where ``pip install memray`` was run,
+  e.g. ``python -m venv /tmp/mrv && /tmp/mrv/bin/pip install memray``): ``PYTHONMALLOC=malloc memray run``
+  then ``memray table --leaks``: the largest allocation still alive at exit and its size. memray sees every
+  allocation (native ones too) but reports what is alive at exit, for leaks and caches alike.
 """
 
 from __future__ import annotations
@@ -78,11 +81,45 @@ def named_at(db: Path, function: str | None) -> tuple[float | None, float | None
     return None, None
 
 
+def memray_leaks(memray: str, path: Path, seconds: float, tmp: str) -> str:
+    """The top "leak" memray's --leaks table reports for ``path``: location and size."""
+    out_bin, out_html = Path(tmp) / f"{path.stem}.bin", Path(tmp) / f"{path.stem}.html"
+    e = env(seconds)
+    e["PYTHONMALLOC"] = "malloc"
+    subprocess.run(
+        [memray, "run", "-q", "-f", "-o", str(out_bin), str(path)],
+        capture_output=True,
+        env=e,
+        timeout=600,
+        check=False,
+    )
+    subprocess.run(
+        [memray, "table", "--leaks", "-f", "-o", str(out_html), str(out_bin)],
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    if not out_html.exists():
+        return "(memray failed)"
+    text = out_html.read_text(errors="replace")
+    m = re.search(r"const packed_data = (\[.*?\]);\n", text, re.S)
+    if not m:
+        return "(no table)"
+    rows = [r for r in json.loads(m.group(1)) if "memray" not in r.get("stack_trace", "")]
+    if not rows:
+        return "(nothing)"
+    top = max(rows, key=lambda r: r["size"])
+    where = top["stack_trace"].split(" at ")
+    loc = where[-1].rsplit("/", 1)[-1] if len(where) > 1 else top["stack_trace"]
+    return f"{where[0]} {loc} {top['size'] / 1e6:.2f} MB"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=8.0, help="how long each scenario serves (default 8)")
     ap.add_argument("--only", nargs="*", help="scenario names to run (default: all)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--memray", help="path to a memray executable: add what memray's --leaks mode reports")
     args = ap.parse_args(argv)
     rows = []
     paths = sorted(p for p in SCENARIOS.glob("*.py") if "expect" in expectations(p))
@@ -122,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             alone = tm.stdout.strip().splitlines()[-1] if tm.stdout.strip() else "(failed)"
             ok = verdict["verdict"] in exp["expect"].split("|")
+            mr = memray_leaks(args.memray, path, args.seconds, tmp) if args.memray else None
             row = {
                 "scenario": path.stem,
                 "expected": exp["expect"],
@@ -133,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                 "memwarden_s": round(mw_s, 2),
                 "ratio": round(mw_s / plain_s, 3),
                 "tracemalloc_alone": alone,
+                "memray_leaks": mr,
             }
             rows.append(row)
             at_s = f"{at:5.1f}s" if at is not None else "   - "
             grown_s = f"{grown / 1e6:5.1f}MB" if grown is not None else "    - "
             print(
                 f"{path.stem:24} {exp['expect']:26} {verdict['verdict']:20} {'yes' if ok else 'NO ':3} "
-                f"{at_s} {grown_s} {row['ratio']:6.2f}  {alone}"
+                f"{at_s} {grown_s} {row['ratio']:6.2f}  {alone}" + (f"  | memray: {mr}" if mr else "")
             )
     right = sum(r["ok"] for r in rows)
     print(f"\n{right}/{len(rows)} verdicts right")

@@ -14,7 +14,12 @@ its CPU time (user + system) is taken from the child's resource usage, which is 
 wall time on a shared machine. It prints the median and minimum of each and the ratio to plain.
 The target is a median wall-time ratio of at most 1.02 at the default 1 s interval.
 
-    python benchmarks/overhead.py [--repetitions 5] [--rounds 60000] [--json results.json]
+It also runs plain and ``memwarden 1 s`` on an empty workload (``--rounds 0``), interleaved, to
+separate memwarden's fixed cost (import, set-up, final diagnosis: paid once per run) from its
+steady-state cost while the program works: the "steady-state ratio" is
+``(memwarden - memwarden's empty run) / (plain - plain's empty run)``.
+
+    python benchmarks/overhead.py [--repetitions 5] [--rounds 90000] [--json results.json]
 
 memwarden is imported from this checkout's ``src/`` when it is not installed. If ``memwarden run``
 fails, its stderr is printed and the script exits with status 1.
@@ -162,7 +167,7 @@ def print_table(rows: list[Summary], repetitions: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repetitions", "-n", type=int, default=5, help="runs per mode (default: 5)")
-    parser.add_argument("--rounds", type=int, default=60_000, help="workload size (default: 60000)")
+    parser.add_argument("--rounds", type=int, default=90_000, help="workload size (default: 90000)")
     parser.add_argument("--python", default=sys.executable, help="interpreter to benchmark")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run")
@@ -193,12 +198,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{mode.wall_s[-1]:7.3f} s wall, {mode.cpu_s[-1]:7.3f} s CPU",
                         flush=True,
                     )
+            empty = [
+                Mode("plain, empty", modes[0].prefix, False),
+                Mode("memwarden 1 s, empty", modes[1].prefix, True),
+            ]
+            for _ in range(args.repetitions):
+                for mode in empty:
+                    run_once(mode, ["--rounds", "0"], env, scratch)
         except RunFailed as failure:
             print(f"\nmemwarden overhead benchmark: a run failed: {failure}", file=sys.stderr)
             return 1
 
     rows = summarise(modes)
     print_table(rows, args.repetitions)
+    fixed = {mode.name: statistics.median(mode.wall_s) for mode in empty}
+    fixed_cost = fixed["memwarden 1 s, empty"] - fixed["plain, empty"]
+    steady = (rows[1].wall_median_s - fixed["memwarden 1 s, empty"]) / (
+        rows[0].wall_median_s - fixed["plain, empty"]
+    )
+    print(
+        f"\nempty program: plain {fixed['plain, empty']:.3f} s, memwarden 1 s {fixed['memwarden 1 s, empty']:.3f} s "
+        f"-> fixed cost {fixed_cost:.3f} s per run; steady-state ratio at 1 s: {steady:.3f}x"
+    )
     ratio = rows[1].ratio_wall_median
     met = "met" if ratio <= TARGET_RATIO_AT_1S else "NOT met"
     print(f"\ntarget: median wall ratio <= {TARGET_RATIO_AT_1S} at --interval 1: {met} ({ratio:.3f}x)")
@@ -214,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "workload": {"script": WORKLOAD.name, "rounds": args.rounds},
             "target_ratio_at_1s": TARGET_RATIO_AT_1S,
             "modes": [dataclasses.asdict(row) for row in rows],
+            "empty_program_wall_median_s": fixed,
+            "fixed_cost_s": fixed_cost,
+            "steady_state_ratio_at_1s": steady,
         }
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"results written to {args.json}")

@@ -125,18 +125,20 @@ def describe_db(db: Path) -> dict[str, Any]:
 
 
 def sampler_figures(verdict_path: Path) -> dict[str, Any] | None:
-    """What memwarden reports about its own sample ring, from its verdict JSON (None if absent)."""
+    """What memwarden reports about itself (sample ring, timeline, own RSS), from its verdict JSON.
+
+    Read from ``layers.memwarden`` (first/last/max of each figure), or a top-level ``sampler``
+    section; None when the verdict has neither.
+    """
     try:
         verdict = json.loads(verdict_path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(verdict, dict):
         return None
-    for key in ("sampler", "memwarden", "self"):
-        section = verdict.get(key)
-        if isinstance(section, dict):
-            return section
-    return None
+    layers = verdict.get("layers")
+    candidates = [layers.get("memwarden") if isinstance(layers, dict) else None, verdict.get("sampler")]
+    return next((c for c in candidates if isinstance(c, dict) and c), None)
 
 
 def slope_mb_per_hour(points: list[tuple[float, float]]) -> float | None:
@@ -309,9 +311,11 @@ def print_summary(result: dict[str, Any]) -> None:
         )
         ring = result["sampler"]
         if ring is None:
-            print("  sample ring: not reported (memwarden's verdict JSON has no 'sampler' section)")
+            print("  memwarden's own figures: not reported (no layers.memwarden in its verdict JSON)")
         else:
-            print(f"  sample ring: {ring}")
+            print("  memwarden's own figures (from its verdict JSON, layers.memwarden):")
+            for name, value in ring.items():
+                print(f"    {name}: {value}")
 
 
 if __name__ == "__main__":
