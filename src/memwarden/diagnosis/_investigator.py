@@ -68,7 +68,9 @@ class InvestigatorConfig:
     """Samples after warm-up needed before growth can be suspected."""
     top_sites: int = 10
     holder_samples: int = 5
-    holder_budget_s: float = 3.0
+    holder_budget_s: float = 2.0
+    sample_budget_s: float = 1.0
+    """Time to find live objects allocated at a site (strings are slow to find: they are not gc-tracked)."""
     census: bool = True
     trim_at_finish: bool = True
     trim_min_free_bytes: int = 16 * 1024 * 1024
@@ -251,14 +253,21 @@ class Investigator:
         return tuple(TypeGrowth(d.type, d.count_diff, d.size_diff_bytes) for d in grown[:10])
 
     def _sample_objects(self, sites: tuple[Site, ...]) -> list[object]:
-        """A few live objects allocated at the first top site that still has some."""
+        """A few live objects allocated at the first top site that still has some (one time budget for all)."""
+        import time
+
         from ._holders import sample_objects
 
+        deadline = time.monotonic() + self.config.sample_budget_s
         for site in sites[:3]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            found = sample_objects(
+                site.file, site.line, limit=self.config.holder_samples * 2, time_budget_s=left
+            )
             objs = [
-                o
-                for o in sample_objects(site.file, site.line, limit=self.config.holder_samples * 2)
-                if not _is_memwarden_type(f"{type(o).__module__}.{type(o).__qualname__}")
+                o for o in found if not _is_memwarden_type(f"{type(o).__module__}.{type(o).__qualname__}")
             ]
             if objs:
                 return objs[: self.config.holder_samples]
