@@ -211,3 +211,14 @@ def test_nested_holder_paths_give_one_piece_of_advice() -> None:
     )
     advice = advise("python_leak", holders=holders)
     assert sum("HISTORY" in a for a in advice) == 1
+
+
+def test_a_fast_fill_of_a_bounded_cache_is_a_plateau() -> None:
+    """RSS that jumps while a bounded cache fills, then stays flat, is a plateau naming the cache."""
+    rss = [50 * MiB] + [80 * MiB + e for e in _noise(14, 20_000)]
+    site = Site("app/cards.py", 35, "render_card", 30 * MiB, 2000)
+    window = WindowEvidence(1.0, 5.0, 16, True, 0, 30 * MiB, sites=(site,))
+    full = CacheGrowthInfo("app.cards.render_card", "lru_cache", 2000, 2000, 250.0)
+    v = classify(samples_from_series({"process.rss_bytes": rss}), Evidence(windows=(window,), caches=(full,)))
+    assert v.verdict == "plateau", v.evidence
+    assert any("filled to its maxsize" in e for e in v.evidence)

@@ -167,6 +167,11 @@ def classify(
         elif rss_tr is not None and rss_tr.status == "plateau":
             verdict = "plateau"
             confidence = 0.8
+        elif rss_tr is not None and rss_tr.status == "step" and (full := _full_bounded_cache(caches, sites)):
+            # a fast fill reads as a step; a bounded cache that filled up during the run is a plateau
+            verdict = "plateau"
+            confidence = 0.75
+            evid.append(f"{full.name} filled to its maxsize={full.maxsize:,} during the run and stays there")
         else:
             verdict = "stable"
             confidence = 0.9 if len(samples) >= 8 else 0.7
