@@ -222,3 +222,18 @@ def test_a_fast_fill_of_a_bounded_cache_is_a_plateau() -> None:
     v = classify(samples_from_series({"process.rss_bytes": rss}), Evidence(windows=(window,), caches=(full,)))
     assert v.verdict == "plateau", v.evidence
     assert any("filled to its maxsize" in e for e in v.evidence)
+
+
+def test_a_collector_sawtooth_with_free_arenas_is_not_retention() -> None:
+    """Free pymalloc space at the end of a gc sawtooth, refilled every cycle, is stable, not retention."""
+    n = 24
+    blocks = [200_000 + (i % 4) * 400_000 for i in range(n)]  # rises and is collected, again and again
+    samples = samples_from_series(
+        {
+            "process.rss_bytes": [300 * MiB] * n,
+            "objects.allocated_blocks": blocks,
+            "pymalloc.arena_bytes": [250 * MiB] * n,
+            "pymalloc.allocated_block_bytes": [20 * MiB] * n,
+        }
+    )
+    assert classify(samples).verdict == "stable"

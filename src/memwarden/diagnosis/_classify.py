@@ -161,7 +161,11 @@ def classify(
             evid.append(
                 "Python objects grow while RSS does not: they reuse memory the allocator already held"
             )
-        elif retained >= cfg.retention_min_bytes and retained >= cfg.retention_min_share * max(rss_end, 1.0):
+        elif (
+            retained >= cfg.retention_min_bytes
+            and retained >= cfg.retention_min_share * max(rss_end, 1.0)
+            and _freed_for_good(samples, ev, cfg)
+        ):
             verdict = "allocator_retention"
             confidence = min(0.95, 0.6 + 0.4 * retained / max(rss_end, 1.0))
         elif rss_tr is not None and rss_tr.status == "plateau":
@@ -351,6 +355,22 @@ def _last(samples: Sequence[Sample], key: str) -> float | None:
 def _max(samples: Sequence[Sample], key: str) -> float | None:
     values = [float(v) for s in samples if (v := s.metrics.get(key)) is not None]
     return max(values) if values else None
+
+
+def _freed_for_good(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfig) -> bool:
+    """Whether live memory fell and stayed down (retention), rather than rising again (a sawtooth).
+
+    A collector's sawtooth also leaves freed memory with the allocator at its low points, but the
+    program fills it again at once: that is ordinary reuse, not memory held for nothing.
+    """
+    if ev.trim is not None and ev.trim.returned_bytes >= cfg.retention_min_bytes:
+        return True
+    blocks = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
+    if len(blocks) < 3:
+        return True  # nothing to tell a sawtooth by: judge on the sizes alone
+    peak = max(blocks)
+    tail = blocks[len(blocks) - max(2, len(blocks) // 3) :]
+    return max(tail) < 0.7 * peak and blocks.index(peak) < len(blocks) - len(tail)
 
 
 def _retention(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfig) -> tuple[float, list[str]]:
