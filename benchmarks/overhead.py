@@ -19,7 +19,7 @@ separate memwarden's fixed cost (import, set-up, final diagnosis: paid once per 
 steady-state cost while the program works: the "steady-state ratio" is
 ``(memwarden - memwarden's empty run) / (plain - plain's empty run)``.
 
-    python benchmarks/overhead.py [--repetitions 5] [--rounds 90000] [--json results.json]
+    python benchmarks/overhead.py [--repetitions 5] [--rounds 90000] [--skip-tracemalloc] [--json results.json]
 
 memwarden is imported from this checkout's ``src/`` when it is not installed. If ``memwarden run``
 fails, its stderr is printed and the script exits with status 1.
@@ -170,13 +170,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=90_000, help="workload size (default: 90000)")
     parser.add_argument("--python", default=sys.executable, help="interpreter to benchmark")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up runs")
+    parser.add_argument(
+        "--skip-tracemalloc", action="store_true", help="leave out the (slow) -X tracemalloc=1 comparison"
+    )
     args = parser.parse_args(argv)
     if args.repetitions < 1:
         parser.error("--repetitions must be at least 1")
 
     env = child_env()
     modes = make_modes(args.python)
+    if args.skip_tracemalloc:
+        modes = [mode for mode in modes if mode.name != "tracemalloc"]
     workload_args = ["--rounds", str(args.rounds)]
     print(
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "

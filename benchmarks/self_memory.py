@@ -205,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         points: list[Point] = []
         began = time.monotonic()
         next_reading = began + args.every
+        print_every = max(args.every, seconds / 40)  # about 40 table rows, however long the run
+        next_print = print_every
         print(
             f"\n{'t (s)':>7} {'plain RSS':>10} {'memwarden RSS':>14} {'difference':>11} {'DB size':>8}   (MB)"
         )
@@ -228,11 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if point.memwarden_rss is not None and point.plain_rss is not None
                     else None
                 )
-                print(
-                    f"{point.t:7.0f} {fmt_mb(point.plain_rss):>10} {fmt_mb(point.memwarden_rss):>14} "
-                    f"{fmt_mb(difference):>11} {fmt_mb(point.db_bytes):>8}",
-                    flush=True,
-                )
+                if point.t >= next_print or not points[:-1]:
+                    print(
+                        f"{point.t:7.0f} {fmt_mb(point.plain_rss):>10} {fmt_mb(point.memwarden_rss):>14} "
+                        f"{fmt_mb(difference):>11} {fmt_mb(point.db_bytes):>8}",
+                        flush=True,
+                    )
+                    next_print += print_every
                 next_reading += args.every
             time.sleep(min(0.2, max(0.0, next_reading - time.monotonic())))
 
