@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..timeline import Event
-from ._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
+from ._verdict import CacheGrowthInfo, Holder, Site, TypeGrowth
 
 EVENT_WINDOW = "tracemalloc_window"
 EVENT_CACHES = "caches"
@@ -69,27 +69,9 @@ class WindowEvidence:
             owns_tracing=bool(data.get("owns_tracing", True)),
             traced_start_bytes=int(data.get("traced_start_bytes", 0)),
             traced_end_bytes=int(data.get("traced_end_bytes", 0)),
-            sites=tuple(
-                Site(
-                    s["file"],
-                    int(s["line"]),
-                    s.get("function"),
-                    int(s["size_diff_bytes"]),
-                    int(s["count_diff"]),
-                    tuple(
-                        SourceFrame(f["file"], int(f["line"]), f.get("function"))
-                        for f in s.get("traceback", [])
-                    ),
-                )
-                for s in data.get("sites", [])
-            ),
-            types=tuple(
-                TypeGrowth(t["type"], int(t["count_diff"]), int(t["size_diff_bytes"]))
-                for t in data.get("types", [])
-            ),
-            holders=tuple(
-                Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in data.get("holders", [])
-            ),
+            sites=tuple(Site.from_json(x) for x in data.get("sites", [])),
+            types=tuple(TypeGrowth.from_json(x) for x in data.get("types", [])),
+            holders=tuple(Holder.from_json(x) for x in data.get("holders", [])),
             notes=tuple(data.get("notes", [])),
         )
 
@@ -135,16 +117,7 @@ class Evidence:
                 if ev.kind == EVENT_WINDOW:
                     windows.append(WindowEvidence.from_json(dict(ev.data)))
                 elif ev.kind == EVENT_CACHES:
-                    caches = tuple(
-                        CacheGrowthInfo(
-                            c["name"],
-                            c["kind"],
-                            c.get("maxsize"),
-                            int(c["currsize"]),
-                            float(c["growth_per_s"]),
-                        )
-                        for c in ev.data.get("caches", [])
-                    )
+                    caches = tuple(CacheGrowthInfo.from_json(c) for c in ev.data.get("caches", []))
                 elif ev.kind == EVENT_TRIM:
                     trim = TrimEvidence(
                         int(ev.data["rss_before_bytes"]),
@@ -152,20 +125,8 @@ class Evidence:
                         int(ev.data["returned_bytes"]),
                     )
                 elif ev.kind == EVENT_GPU_SITES:
-                    gpu_sites = tuple(
-                        Site(
-                            s["file"],
-                            int(s["line"]),
-                            s.get("function"),
-                            int(s["size_diff_bytes"]),
-                            int(s["count_diff"]),
-                        )
-                        for s in ev.data.get("sites", [])
-                    )
-                    gpu_holders = tuple(
-                        Holder(h["type"], h["path"], h.get("root_kind", "unknown"))
-                        for h in ev.data.get("holders", [])
-                    )
+                    gpu_sites = tuple(Site.from_json(x) for x in ev.data.get("sites", []))
+                    gpu_holders = tuple(Holder.from_json(h) for h in ev.data.get("holders", []))
             except (KeyError, TypeError, ValueError) as exc:
                 notes.append(f"skipped a malformed {ev.kind} event ({exc!r})")
         return cls(tuple(windows), caches, trim, gpu_sites, gpu_holders, tuple(notes))

@@ -340,19 +340,7 @@ class Investigator:
             except Exception as exc:
                 self._notes.append(f"GPU holder search failed: {exc!r}")
         data = report.to_event_data(holders)
-        self._gpu_sites = tuple(
-            Site(
-                s["file"],
-                int(s["line"]),
-                s.get("function"),
-                int(s["size_diff_bytes"]),
-                int(s["count_diff"]),
-                tuple(
-                    SourceFrame(f["file"], int(f["line"]), f.get("function")) for f in s.get("traceback", [])
-                ),
-            )
-            for s in data["sites"]
-        )
+        self._gpu_sites = tuple(Site.from_json(x) for x in data["sites"])
         self._gpu_holders = tuple(
             Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in holders
         )

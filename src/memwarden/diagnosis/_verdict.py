@@ -47,6 +47,10 @@ class SourceFrame:
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "function": self.function}
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SourceFrame:
+        return cls(d["file"], int(d["line"]), d.get("function"))
+
 
 @dataclass(frozen=True)
 class Site:
@@ -69,6 +73,17 @@ class Site:
             "traceback": [f.to_json() for f in self.traceback],
         }
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Site:
+        return cls(
+            d["file"],
+            int(d["line"]),
+            d.get("function"),
+            int(d.get("size_diff_bytes", 0)),
+            int(d.get("count_diff", 0)),
+            tuple(SourceFrame.from_json(f) for f in d.get("traceback", [])),
+        )
+
 
 @dataclass(frozen=True)
 class TypeGrowth:
@@ -81,6 +96,10 @@ class TypeGrowth:
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type, "count_diff": self.count_diff, "size_diff_bytes": self.size_diff_bytes}
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TypeGrowth:
+        return cls(d["type"], int(d.get("count_diff", 0)), int(d.get("size_diff_bytes", 0)))
+
 
 @dataclass(frozen=True)
 class Holder:
@@ -92,6 +111,10 @@ class Holder:
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type, "path": self.path, "root_kind": self.root_kind}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Holder:
+        return cls(d["type"], d["path"], d.get("root_kind", "unknown"))
 
 
 @dataclass(frozen=True)
@@ -116,6 +139,12 @@ class CacheGrowthInfo:
             "currsize": self.currsize,
             "growth_per_s": self.growth_per_s,
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CacheGrowthInfo:
+        return cls(
+            d["name"], d["kind"], d.get("maxsize"), int(d.get("currsize", 0)), float(d.get("growth_per_s", 0))
+        )
 
 
 @dataclass(frozen=True)
@@ -173,37 +202,10 @@ class Verdict:
             duration_s=float(data.get("duration_s", 0.0)),
             samples=int(data.get("samples", 0)),
             growth_bytes_per_s=dict(data.get("growth_bytes_per_s", {})),
-            sites=tuple(
-                Site(
-                    s["file"],
-                    int(s["line"]),
-                    s.get("function"),
-                    int(s.get("size_diff_bytes", 0)),
-                    int(s.get("count_diff", 0)),
-                    tuple(
-                        SourceFrame(f["file"], int(f["line"]), f.get("function"))
-                        for f in s.get("traceback", [])
-                    ),
-                )
-                for s in data.get("sites", [])
-            ),
-            types=tuple(
-                TypeGrowth(t["type"], int(t.get("count_diff", 0)), int(t.get("size_diff_bytes", 0)))
-                for t in data.get("types", [])
-            ),
-            holders=tuple(
-                Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in data.get("holders", [])
-            ),
-            caches=tuple(
-                CacheGrowthInfo(
-                    c["name"],
-                    c["kind"],
-                    c.get("maxsize"),
-                    int(c.get("currsize", 0)),
-                    float(c.get("growth_per_s", 0)),
-                )
-                for c in data.get("caches", [])
-            ),
+            sites=tuple(Site.from_json(x) for x in data.get("sites", [])),
+            types=tuple(TypeGrowth.from_json(x) for x in data.get("types", [])),
+            holders=tuple(Holder.from_json(x) for x in data.get("holders", [])),
+            caches=tuple(CacheGrowthInfo.from_json(x) for x in data.get("caches", [])),
             advice=tuple(data.get("advice", [])),
             evidence=tuple(data.get("evidence", [])),
             layers=dict(data.get("layers", {})),
