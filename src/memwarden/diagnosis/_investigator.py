@@ -68,8 +68,8 @@ class InvestigatorConfig:
     """Samples after warm-up needed before growth can be suspected."""
     top_sites: int = 10
     holder_samples: int = 5
-    holder_budget_s: float = 2.0
-    sample_budget_s: float = 1.0
+    holder_budget_s: float = 3.0
+    sample_budget_s: float = 2.0
     """Time to find live objects allocated at a site (strings are slow to find: they are not gc-tracked)."""
     census: bool = True
     trim_at_finish: bool = True
