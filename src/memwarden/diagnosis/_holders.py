@@ -713,6 +713,9 @@ def sample_objects(
     made_here: list[object] = []  # tracked objects from the site, of any type: look inside first
     big: list[object] = []  # large containers: where a growing site's strings usually end up
     objects = gc.get_objects()
+    # gc lists the youngest generation first: a request's in-flight temporaries. Take the survivors
+    # first: what outlived collections is what a leak keeps.
+    objects.reverse()
     try:
         for n, obj in enumerate(objects):
             if not n & 0x3FF and time.perf_counter() > deadline:

@@ -67,7 +67,7 @@ class InvestigatorConfig:
     min_points: int = 3
     """Samples after warm-up needed before growth can be suspected."""
     top_sites: int = 10
-    holder_samples: int = 5
+    holder_samples: int = 10
     holder_budget_s: float = 3.0
     sample_budget_s: float = 2.0
     """Time to find live objects allocated at a site (strings are slow to find: they are not gc-tracked)."""
@@ -283,7 +283,9 @@ class Investigator:
             h = Holder(p.type, p.path, p.root_kind)
             if h not in holders:
                 holders.append(h)
-        return tuple(holders[:5])
+        # a sample caught in flight (a request's temporaries) has no holder: say so only if none was found
+        found = [h for h in holders if not h.path.startswith("<")]
+        return tuple((found or holders)[:5])
 
     # -- the GPU: PyTorch's allocation history ---------------------------------------------------------
 
