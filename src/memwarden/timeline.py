@@ -136,6 +136,10 @@ class Timeline:
                 )
             if p.exists() and not os.access(p, os.R_OK):
                 raise TimelineError(path, "cannot be read (check its permissions)")
+            if must_exist and p.exists() and p.stat().st_size == 0:
+                raise TimelineError(
+                    path, "is empty, not a memwarden timeline (give a file written by `memwarden run --db`)"
+                )
             if p.exists() and p.stat().st_size > 0:
                 with p.open("rb") as fh:
                     if fh.read(16) != b"SQLite format 3\x00":

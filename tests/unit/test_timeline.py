@@ -113,3 +113,11 @@ def test_series_skips_gaps_and_uses_seconds_since_start() -> None:
     ]
     assert series(samples, "m") == ([0.0, 2.5], [1.0, 3.0])
     assert series([], "m") == ([], [])
+
+
+def test_an_empty_file_is_not_a_timeline(tmp_path: Path) -> None:
+    """Reading an empty file says it is empty, not that it is a foreign database."""
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with pytest.raises(TimelineError, match="is empty"):
+        Timeline.open_existing(empty)

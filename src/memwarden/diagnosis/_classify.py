@@ -171,8 +171,13 @@ def classify(
         elif rss_tr is not None and rss_tr.status == "plateau":
             verdict = "plateau"
             confidence = 0.8
-        elif rss_tr is not None and rss_tr.status == "step" and (full := _full_bounded_cache(caches, sites)):
-            # a fast fill reads as a step; a bounded cache that filled up during the run is a plateau
+        elif (
+            rss_tr is not None
+            and rss_tr.status != "shrinking"
+            and (full := _full_bounded_cache(caches, sites))
+        ):
+            # a fast fill reads as a step (or as flat, or as negligible creep after it): a bounded cache
+            # that filled up during the run and is where memory grew is a plateau
             verdict = "plateau"
             confidence = 0.75
             evid.append(f"{full.name} filled to its maxsize={full.maxsize:,} during the run and stays there")
