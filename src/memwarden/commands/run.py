@@ -176,7 +176,7 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _print_program_traceback(exc: BaseException, script: str | None) -> None:
+def _print_program_traceback(exc: BaseException) -> None:
     """Print the traceback as python would: starting at the program's own frames, not memwarden's."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
@@ -239,10 +239,10 @@ def execute(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         code = _exit_code(exc)
     except KeyboardInterrupt as exc:
-        _print_program_traceback(exc, program.argv[0] if program.argv else None)
+        _print_program_traceback(exc)
         code = 130
     except BaseException as exc:
-        _print_program_traceback(exc, program.argv[0] if program.argv else None)
+        _print_program_traceback(exc)
         code = 1
     finally:
         for stream in (sys.stdout, sys.stderr):

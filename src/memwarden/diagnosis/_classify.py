@@ -19,7 +19,7 @@ The decision, in the order it is made:
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,32 +263,30 @@ def _trend(
     )
 
 
-def _rss_net_of_tracing(samples: Sequence[Sample]) -> tuple[list[float], list[float]]:
-    """RSS less memwarden's own: tracemalloc's tables and what memwarden's attribution work left behind."""
+def _derived(
+    samples: Sequence[Sample], key: str, extra: Callable[[Mapping[str, Any]], float]
+) -> tuple[list[float], list[float]]:
+    """The ``(t, value)`` pairs of ``key`` plus ``extra(metrics)``, like :func:`series`, skipping gaps."""
     if not samples:
         return [], []
     t0 = samples[0].mono
     ts, ys = [], []
     for s in samples:
-        rss = s.metrics.get(RSS)
-        if rss is not None:
+        v = s.metrics.get(key)
+        if v is not None:
             ts.append(s.mono - t0)
-            own = float(s.metrics.get(TRACING_OVERHEAD) or 0) + float(s.metrics.get(OWN_RSS) or 0)
-            ys.append(float(rss) - own)
+            ys.append(float(v) + extra(s.metrics))
     return ts, ys
+
+
+def _rss_net_of_tracing(samples: Sequence[Sample]) -> tuple[list[float], list[float]]:
+    """RSS less memwarden's own: tracemalloc's tables and what memwarden's attribution work left behind."""
+    return _derived(samples, RSS, lambda m: -float(m.get(TRACING_OVERHEAD) or 0) - float(m.get(OWN_RSS) or 0))
 
 
 def _malloc_used(samples: Sequence[Sample]) -> tuple[list[float], list[float]]:
-    if not samples:
-        return [], []
-    t0 = samples[0].mono
-    ts, ys = [], []
-    for s in samples:
-        a, b = s.metrics.get(LIBC_IN_USE), s.metrics.get(LIBC_MMAPPED)
-        if a is not None:
-            ts.append(s.mono - t0)
-            ys.append(float(a) + float(b or 0))
-    return ts, ys
+    """malloc's in-use bytes, heap and mmapped chunks together."""
+    return _derived(samples, LIBC_IN_USE, lambda m: float(m.get(LIBC_MMAPPED) or 0))
 
 
 def _meaningful_growth(tr: Trend, cfg: DiagnosisConfig) -> bool:
