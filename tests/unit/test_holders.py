@@ -416,3 +416,30 @@ def test_search_cost_on_a_million_object_heap(
     assert result.nodes_visited > 750_000
     assert everything.stop_reason == "searched everything reachable"
     assert everything.nodes_visited >= 1_000_000
+
+
+def test_sample_objects_can_look_at_survivors_first(app: types.ModuleType) -> None:
+    """survivors_first returns objects that outlived a collection before fresh ones from the same site."""
+    import gc
+
+    source_lines = APP_SOURCE.splitlines()
+    emb_line = next(i + 1 for i, t in enumerate(source_lines) if "# allocation: embedding" in t)
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start(5)
+    try:
+        for i in range(200):
+            app.EMBEDDINGS.get(f"old-{i}")
+        gc.collect()  # the old ones are now in the oldest generation
+        for i in range(200):
+            app.EMBEDDINGS.get(f"new-{i}")
+        found = sample_objects(
+            str(app.__file__), emb_line, type_name="Embedding", limit=5, survivors_first=True
+        )
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    assert len(found) == 5
+    assert all(getattr(e, "key", "").startswith("old-") for e in found), [
+        getattr(e, "key", None) for e in found
+    ]

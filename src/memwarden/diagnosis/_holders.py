@@ -676,8 +676,12 @@ def sample_objects(
     type_name: str | None = None,
     limit: int = 5,
     time_budget_s: float = 2.0,
+    survivors_first: bool = False,
 ) -> list[object]:
     """Up to ``limit`` live objects that tracemalloc saw allocated at ``site_file:site_line``.
+
+    ``survivors_first`` looks in the oldest gc generation first: in a running service the youngest
+    objects are a request's in-flight temporaries, and what outlived collections is what a leak keeps.
 
     An object qualifies when its allocation traceback includes that line anywhere (so a site
     that calls a library still finds what the library built for it). Tracked containers come
@@ -712,10 +716,8 @@ def sample_objects(
     found_ids: set[int] = set()
     made_here: list[object] = []  # tracked objects from the site, of any type: look inside first
     big: list[object] = []  # large containers: where a growing site's strings usually end up
-    objects = gc.get_objects()
-    # gc lists the youngest generation first: a request's in-flight temporaries. Take the survivors
-    # first: what outlived collections is what a leak keeps.
-    objects.reverse()
+    generations = (2, 1, 0) if survivors_first else (None,)
+    objects = [o for generation in generations for o in gc.get_objects(generation)]
     try:
         for n, obj in enumerate(objects):
             if not n & 0x3FF and time.perf_counter() > deadline:

@@ -243,12 +243,13 @@ class Investigator:
 
     def _types_grown(self, before: Any) -> tuple[TypeGrowth, ...]:
         from ..probes.objects import census_diff
+        from ._holders import is_memwarden_module
 
         after = self._census()
         grown = [
             d
             for d in census_diff(before, after)
-            if (d.size_diff_bytes > 0 or d.count_diff > 0) and not _is_memwarden_type(d.type)
+            if (d.size_diff_bytes > 0 or d.count_diff > 0) and not is_memwarden_module(d.type)
         ]
         return tuple(TypeGrowth(d.type, d.count_diff, d.size_diff_bytes) for d in grown[:10])
 
@@ -256,7 +257,7 @@ class Investigator:
         """A few live objects allocated at the first top site that still has some (one time budget for all)."""
         import time
 
-        from ._holders import sample_objects
+        from ._holders import is_memwarden_module, sample_objects
 
         deadline = time.monotonic() + self.config.sample_budget_s
         for site in sites[:3]:
@@ -264,11 +265,13 @@ class Investigator:
             if left <= 0:
                 break
             found = sample_objects(
-                site.file, site.line, limit=self.config.holder_samples * 2, time_budget_s=left
+                site.file,
+                site.line,
+                limit=self.config.holder_samples * 2,
+                time_budget_s=left,
+                survivors_first=True,
             )
-            objs = [
-                o for o in found if not _is_memwarden_type(f"{type(o).__module__}.{type(o).__qualname__}")
-            ]
+            objs = [o for o in found if not is_memwarden_module(type(o).__module__)]
             if objs:
                 return objs[: self.config.holder_samples]
         return []
@@ -420,11 +423,6 @@ class Investigator:
                 gpu_holders=self._gpu_holders,
                 notes=tuple(self._notes),
             )
-
-
-def _is_memwarden_type(name: str) -> bool:
-    """memwarden's own objects (its census, its frames) are not the program's growth."""
-    return name.startswith("memwarden.") and not name.startswith("memwarden.examples.")
 
 
 def _site_from_diff(diff: Any) -> Site:
