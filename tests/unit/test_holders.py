@@ -443,3 +443,57 @@ def test_sample_objects_can_look_at_survivors_first(app: types.ModuleType) -> No
     assert all(getattr(e, "key", "").startswith("old-") for e in found), [
         getattr(e, "key", None) for e in found
     ]
+
+
+_UNTRACKED_SOURCE = textwrap.dedent(
+    """\
+    class Session:
+        instances = []
+
+        def __init__(self, i):
+            self.cart = [{"sku": f"SKU-{i}-{k}", "qty": "1"} for k in range(8)]  # allocation: cart
+            Session.instances.append(self)
+
+
+    TOKENS = {}
+
+
+    def remember(i):
+        TOKENS[i] = f"token-{i:08d}-" + "x" * 30  # allocation: token
+    """
+)
+
+
+def _line_of(source: str, marker: str) -> int:
+    return next(n for n, text in enumerate(source.splitlines(), 1) if f"# allocation: {marker}" in text)
+
+
+def test_sample_objects_finds_objects_the_collector_does_not_track(
+    load_module: Callable[[str], types.ModuleType],
+) -> None:
+    """Small dicts of strings in a list, and strings in a global dict of str, are found and their holders named.
+
+    Neither the dicts nor the global dict are gc-tracked, so gc.get_objects() lists none of them:
+    the dicts are reached through the list made with them, the global dict through the module.
+    """
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start(5)
+    try:
+        mod = load_module(_UNTRACKED_SOURCE)
+        for i in range(400):
+            mod.Session(i)
+            mod.remember(i)
+        assert not gc.is_tracked(mod.TOKENS) and not gc.is_tracked(mod.Session.instances[0].cart[0])
+        # the line makes the list too: ask for its dicts
+        carts = sample_objects(
+            str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "cart"), type_name="dict", limit=6
+        )
+        tokens = sample_objects(str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "token"), limit=6)
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    assert len(carts) == 6 and all(isinstance(c, dict) and c["sku"].startswith("SKU-") for c in carts)
+    assert len(tokens) == 6 and all(isinstance(t, str) and t.startswith("token-") for t in tokens)
+    assert {p.path for p in find_holders(carts)} == {f"{mod.__name__}.Session.instances[<int>].cart[<int>]"}
+    assert {p.path for p in find_holders(tokens)} == {f"{mod.__name__}.TOKENS[<int>]"}

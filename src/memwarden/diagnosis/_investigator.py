@@ -21,6 +21,7 @@ import itertools
 import logging
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -202,7 +203,9 @@ class Investigator:
             sites = tuple(_site_from_diff(d) for d in diffs)
             if state["census"] is not None:
                 types = self._types_grown(state["census"])
+            sampled_at = time.perf_counter()
             samples = self._sample_objects(sites)  # needs tracemalloc: before the window closes
+            notes.append(f"{len(samples)} holder samples in {time.perf_counter() - sampled_at:.2f} s")
         except Exception as exc:
             notes.append(f"attribution failed: {exc!r}")
         finally:
@@ -212,7 +215,10 @@ class Investigator:
                 notes.append(f"closing the window failed: {exc!r}")
         try:
             # the search walks the whole heap: 10-60x faster once tracemalloc has stopped
+            searched_at = time.perf_counter()
             holders = self._holders_for(samples)
+            if samples:
+                notes.append(f"holder search in {time.perf_counter() - searched_at:.2f} s")
         except Exception as exc:
             notes.append(f"holder search failed: {exc!r}")
         finally:
@@ -255,8 +261,6 @@ class Investigator:
 
     def _sample_objects(self, sites: tuple[Site, ...]) -> list[object]:
         """A few live objects allocated at the first top site that still has some (one time budget for all)."""
-        import time
-
         from ._holders import is_memwarden_module, sample_objects
 
         deadline = time.monotonic() + self.config.sample_budget_s
