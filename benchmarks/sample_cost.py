@@ -23,7 +23,7 @@ import time
 import tracemalloc
 import types
 
-SOURCE = '''
+SOURCE = """
 class Embedding:
     def __init__(self, key):
         self.key = key
@@ -44,7 +44,7 @@ def request(i):
     Session(i)
     NAMES[i] = f"name-{i:08d}-" + "x" * 40            # site: str in old dict
     return len(temp)
-'''
+"""
 
 
 def site_line(marker: str) -> int:
@@ -75,13 +75,21 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for i in range(args.requests):
                 module.request(i)
-            for shape, marker in (("tracked", "tracked"), ("small dicts", "small dicts"), ("str in old dict", "str")):
+            for shape, marker in (
+                ("tracked", "tracked"),
+                ("small dicts", "small dicts"),
+                ("str in old dict", "str"),
+            ):
                 best = float("inf")
                 found = 0
                 for _ in range(args.repeat):
                     started = time.perf_counter()
                     objs = sample_objects(
-                        "bench_app.py", site_line(marker), limit=20, time_budget_s=30, survivors_first=True,
+                        "bench_app.py",
+                        site_line(marker),
+                        limit=20,
+                        time_budget_s=30,
+                        survivors_first=True,
                     )
                     best = min(best, time.perf_counter() - started)
                     found = len(objs)
