@@ -56,6 +56,22 @@ def timed(cmd: list[str], seconds: float) -> tuple[float, subprocess.CompletedPr
     return time.perf_counter() - t0, proc
 
 
+def memwarden_run(db: Path, out: Path, program: list[str]) -> list[str]:
+    """The command line of a quiet ``memwarden run`` recording ``db`` and writing the verdict to ``out``."""
+    return [
+        sys.executable,
+        "-m",
+        "memwarden",
+        "run",
+        "--quiet",
+        "--db",
+        str(db),
+        "--json",
+        str(out),
+        *program,
+    ]
+
+
 def named_at(db: Path, function: str | None) -> tuple[float | None, float | None]:
     """(seconds since start, RSS growth in bytes) when a window first named ``function``."""
     if not function:
@@ -133,21 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             exp = expectations(path)
             plain_s, _ = timed([sys.executable, str(path)], args.seconds)
             db, out = Path(tmp) / f"{path.stem}.db", Path(tmp) / f"{path.stem}.json"
-            mw_s, proc = timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "memwarden",
-                    "run",
-                    "--quiet",
-                    "--db",
-                    str(db),
-                    "--json",
-                    str(out),
-                    str(path),
-                ],
-                args.seconds,
-            )
+            mw_s, proc = timed(memwarden_run(db, out, [str(path)]), args.seconds)
             if proc.returncode != 0 or not out.exists():
                 print(f"{path.stem}: memwarden run failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
                 return 1

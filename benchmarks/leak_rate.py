@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from detection import named_at, timed
+from detection import memwarden_run, named_at, timed
 
 HERE = Path(__file__).resolve().parent
 WORKLOAD = HERE / "_workload_alloc.py"
@@ -43,18 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             for rep in range(args.repetitions):
                 plain_s, plain = timed([sys.executable, *workload], 0)
                 db, out = Path(tmp) / f"{kbps}-{rep}.db", Path(tmp) / f"{kbps}-{rep}.json"
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "memwarden",
-                    "run",
-                    "--quiet",
-                    "--db",
-                    str(db),
-                    "--json",
-                    str(out),
-                ]
-                mw_s, proc = timed([*cmd, *workload], 0)
+                mw_s, proc = timed(memwarden_run(db, out, workload), 0)
                 if plain.returncode != 0 or proc.returncode != 0 or not out.exists():
                     print(f"run failed:\n{plain.stderr[-1000:]}\n{proc.stderr[-2000:]}", file=sys.stderr)
                     return 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import itertools
 import re
 import sys
 import threading
@@ -717,8 +718,8 @@ def sample_objects(
             found_ids.add(id(obj))
         return len(found) >= limit
 
-    def take_untracked_children(container: object) -> bool:
-        for child in get_referents(container):
+    def take_untracked_children(container: object, at_most: int | None = None) -> bool:
+        for child in itertools.islice(get_referents(container), at_most):
             if is_tracked(child) or not type_ok(type(child)) or id(child) in found_ids:
                 continue
             tb = get_traceback(child)
@@ -744,6 +745,9 @@ def sample_objects(
             tp = type(obj)
             if tp in _BIG_CONTAINERS and len(obj) >= _BIG_LEN:
                 big.append(obj)
+                # a list reports its items last first: a glance finds what a growing list got lately
+                if tp is list and take_untracked_children(obj, _GLANCE):
+                    return found
             tb = get_traceback(obj)
             if tb is None:
                 # made before tracing began (or a 3.11 instance tracemalloc cannot name)
@@ -783,6 +787,7 @@ def sample_objects(
 
 _BIG_CONTAINERS = (list, dict, set, frozenset, tuple, deque)
 _BIG_LEN = 256
+_GLANCE = 64
 
 
 def _untracked_big_globals() -> list[object]:

@@ -197,6 +197,7 @@ class Investigator:
         holders: tuple[Holder, ...] = ()
         traced_end = state["traced"]
         samples: list[object] = []
+        owns_tracing = bool(getattr(window, "owns_tracing", True))  # close() resets it
         try:
             traced_end, _ = window.traced_bytes()
             diffs = window.diff(group_by="traceback", top=self.config.top_sites)
@@ -228,7 +229,7 @@ class Investigator:
             opened_s=state["mono"] - start,
             closed_s=mono - start,
             frames=self.config.frames,
-            owns_tracing=bool(getattr(window, "owns_tracing", True)),
+            owns_tracing=owns_tracing,
             traced_start_bytes=int(state["traced"]),
             traced_end_bytes=int(traced_end),
             sites=sites,

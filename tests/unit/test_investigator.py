@@ -1,0 +1,106 @@
+"""The investigator: a tracemalloc window opens when memory grows, and names the site and the holder.
+
+The sampler is driven by hand (a fake clock, a replayed RSS series that rises) so that the window
+opens and closes on known ticks; the leak itself is real: a module imported from a tmp dir keeps
+small records in a global list between ticks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+import tracemalloc
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memwarden.diagnosis._investigator import Investigator, InvestigatorConfig, suspect_growth
+from memwarden.sampler import Sampler
+from memwarden.testing import FakeClock, ReplayProbe, samples_from_series
+
+LEAKY_SOURCE = textwrap.dedent(
+    """\
+    KEPT = []
+
+
+    def remember(n):
+        for i in range(n):
+            KEPT.append({"request": i, "payload": f"{i:08d}" + "x" * 120})  # the leak
+    """
+)
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def leaky(tmp_path: Path) -> Iterator[types.ModuleType]:
+    """A module with a leaking function, imported from a file (so its lines can be named)."""
+    (tmp_path / "mw_leaky_app.py").write_text(LEAKY_SOURCE)
+    sys.path.insert(0, str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        yield importlib.import_module("mw_leaky_app")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("mw_leaky_app", None)
+
+
+def _drive(module: types.ModuleType, ticks: int, config: InvestigatorConfig) -> tuple[Investigator, Sampler]:
+    clock = FakeClock()
+    rss = ReplayProbe("process", [{"rss_bytes": 100 * MIB + i * MIB} for i in range(ticks + 1)])
+    investigator = Investigator(config)
+    sampler = Sampler([rss], interval=1.0, clock=clock, observers=[investigator])
+    sampler.started_mono = clock()
+    for _ in range(ticks):
+        module.remember(300)
+        sampler.sample_once()
+        clock.advance(1.0)
+    investigator.finish(sampler)
+    return investigator, sampler
+
+
+def test_a_window_opens_on_growth_and_names_the_site_and_the_holder(leaky: types.ModuleType) -> None:
+    """Rising RSS opens one window; it names the leaking line and function, the global holding it, and its cost."""
+    was_tracing = tracemalloc.is_tracing()
+    config = InvestigatorConfig(
+        warmup_s=0.0, window_s=2.0, census=False, trim_at_finish=False, gpu_history=False
+    )
+    investigator, _ = _drive(leaky, 8, config)
+    evidence = investigator.evidence()
+    assert tracemalloc.is_tracing() == was_tracing  # the window stopped only what it started
+    assert len(evidence.windows) == 1
+    window = evidence.windows[0]
+    assert window.owns_tracing is not was_tracing
+    assert window.closed_s - window.opened_s >= 2.0
+    assert window.traced_end_bytes > window.traced_start_bytes
+    top = window.sites[0]
+    leak_line = next(n for n, text in enumerate(LEAKY_SOURCE.splitlines(), 1) if "# the leak" in text)
+    assert (Path(top.file).name, top.line, top.function) == ("mw_leaky_app.py", leak_line, "remember")
+    assert [h.path for h in window.holders] == ["mw_leaky_app.KEPT[<int>]"]
+    assert window.holders[0].root_kind == "module_global"
+    assert any(n.startswith("opened because process.rss_bytes rose") for n in window.notes)
+    assert any(n.endswith(" s") and "holder samples in" in n for n in window.notes), window.notes
+
+
+def test_no_window_while_memory_is_flat(leaky: types.ModuleType) -> None:
+    """A flat RSS series opens no window and leaves tracemalloc as it was."""
+    was_tracing = tracemalloc.is_tracing()
+    clock = FakeClock()
+    flat = ReplayProbe("process", [{"rss_bytes": 100 * MIB}])
+    investigator = Investigator(InvestigatorConfig(warmup_s=0.0, trim_at_finish=False, gpu_history=False))
+    sampler = Sampler([flat], interval=1.0, clock=clock, observers=[investigator])
+    for _ in range(8):
+        sampler.sample_once()
+        clock.advance(1.0)
+    assert investigator.finish(sampler).windows == ()
+    assert tracemalloc.is_tracing() == was_tracing
+
+
+def test_suspect_growth_wants_most_steps_up() -> None:
+    """A steady rise is suspect; the same rise as one step in a flat series is not."""
+    steady = samples_from_series({"process.rss_bytes": [100 * MIB + i * 200_000 for i in range(6)]})
+    one_step = samples_from_series({"process.rss_bytes": [100 * MIB] * 3 + [101 * MIB] * 3})
+    assert suspect_growth(steady, since_mono=0.0) is not None
+    assert suspect_growth(one_step, since_mono=0.0) is None
