@@ -706,25 +706,35 @@ def sample_objects(
     def made_at_site(tb: Sequence[tuple[str, int]]) -> bool:
         return any(lineno == site_line and same_file(filename) for filename, lineno in tb)
 
-    found: list[object] = []
-    found_ids: set[int] = set()
+    found: list[object] = []  # tracked objects: preferred, they are what holds the rest
+    loose: list[object] = []  # objects the collector does not track (str, numbers, dicts of them)
+    taken: set[int] = set()
     is_tracked = gc.is_tracked
     get_referents = gc.get_referents
 
+    def result() -> list[object]:
+        return (found + loose)[:limit]
+
     def take(obj: object) -> bool:
-        """Keep ``obj``; True once there are enough."""
-        if id(obj) not in found_ids:
+        """Keep a tracked ``obj``; True once there are enough."""
+        if id(obj) not in taken:
             found.append(obj)
-            found_ids.add(id(obj))
+            taken.add(id(obj))
         return len(found) >= limit
 
-    def take_untracked_children(container: object, at_most: int | None = None) -> bool:
+    def take_loose_children(container: object, at_most: int | None = None) -> bool:
+        """Keep the untracked objects made at the site that ``container`` refers to; True once enough."""
+        if len(loose) >= limit:
+            return False
         for child in itertools.islice(get_referents(container), at_most):
-            if is_tracked(child) or not type_ok(type(child)) or id(child) in found_ids:
+            if is_tracked(child) or not type_ok(type(child)) or id(child) in taken:
                 continue
             tb = get_traceback(child)
-            if tb is not None and made_at_site(tb) and take(child):
-                return True
+            if tb is not None and made_at_site(tb):
+                loose.append(child)
+                taken.add(id(child))
+                if len(loose) >= limit:
+                    return True
         return False
 
     big: list[object] = []  # large containers: where a growing site's strings usually end up
@@ -737,17 +747,20 @@ def sample_objects(
         # Big containers that the collector does not track either (a global dict of str) are
         # never listed by gc.get_objects(); they are few, and where a cache of strings grows.
         for container in _untracked_big_globals():
-            if time.perf_counter() > deadline or take_untracked_children(container):
-                return found
+            if time.perf_counter() > deadline or take_loose_children(container):
+                break
+        last_hit = 0
         for n, obj in enumerate(objects):
             if not n & 0xFF and time.perf_counter() > deadline:
-                return found
+                return result()
+            if len(loose) >= limit and n - last_hit > _PATIENCE:
+                return result()  # enough untracked samples, and no tracked one in sight
             tp = type(obj)
             if tp in _BIG_CONTAINERS and len(obj) >= _BIG_LEN:
                 big.append(obj)
                 # a list reports its items last first: a glance finds what a growing list got lately
-                if tp is list and take_untracked_children(obj, _GLANCE):
-                    return found
+                if tp is list:
+                    take_loose_children(obj, _GLANCE)
             tb = get_traceback(obj)
             if tb is None:
                 # made before tracing began (or a 3.11 instance tracemalloc cannot name)
@@ -757,30 +770,31 @@ def sample_objects(
                     and any(
                         (t := get_traceback(c)) is not None and made_at_site(t) for c in get_referents(obj)
                     )
-                    and take(obj)
                 ):
-                    return found
+                    last_hit = n
+                    if take(obj):
+                        return result()
                 continue
-            if type_ok(tp) and made_at_site(tb) and take(obj):
-                return found
+            if type_ok(tp) and made_at_site(tb):
+                last_hit = n
+                if take(obj):
+                    return result()
             # A container made while tracing holds what the same code made with it; objects the
             # collector does not track (str, numbers, small dicts of them) are only found this way.
             if tp in _BIG_CONTAINERS or tp.__module__ != "builtins":
                 scanned.add(id(obj))
-                if take_untracked_children(obj):
-                    return found
+                take_loose_children(obj)
         # Untracked objects kept in containers made before tracing began: big ones first.
         for phase, containers in enumerate((big, objects)):
             for n, container in enumerate(containers):
-                if not n & 0xFF and time.perf_counter() > deadline:
-                    return found
+                if len(found) + len(loose) >= limit or (not n & 0xFF and time.perf_counter() > deadline):
+                    return result()
                 if id(container) in scanned:
                     continue
                 if phase == 0:
                     scanned.add(id(container))
-                if take_untracked_children(container):
-                    return found
-        return found
+                take_loose_children(container)
+        return result()
     finally:
         del objects, big
 
@@ -788,6 +802,8 @@ def sample_objects(
 _BIG_CONTAINERS = (list, dict, set, frozenset, tuple, deque)
 _BIG_LEN = 256
 _GLANCE = 64
+_PATIENCE = 4096
+"""Objects to look at for a tracked sample, once there are enough untracked ones, before giving up."""
 
 
 def _untracked_big_globals() -> list[object]:
