@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import gc
 import os
 import textwrap
 import tracemalloc
@@ -187,8 +188,15 @@ def test_default_filters_hide_memwarden_and_custom_filters_hide_user_files(tmp_p
     with TracemallocWindow(frames=5, exclude=[HERE], hide_own_work=False) as window:
         _keep_many(store, 5_000)
         assert all(s.traceback[-1].file != HERE for s in window.diff(top=None))
-        ours = window.snapshot()
-        theirs = tracemalloc.take_snapshot().filter_traces(window._filters)
+        # no collection between the two snapshots: garbage that an earlier test left in cycles
+        # would be freed by one, and the second snapshot would count hundreds fewer traces
+        gc.collect()
+        gc.disable()
+        try:
+            ours = window.snapshot()
+            theirs = tracemalloc.take_snapshot().filter_traces(window._filters)
+        finally:
+            gc.enable()
         assert not [t for t in ours.traces if t.traceback[-1].filename == HERE]
         assert abs(len(ours.traces) - len(theirs.traces)) < 50, "same filtering as tracemalloc's own"
 
