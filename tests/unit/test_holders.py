@@ -113,6 +113,10 @@ APP_SOURCE = textwrap.dedent(
 _counter = iter(range(1_000_000))
 
 
+def _line_of(source: str, marker: str) -> int:
+    return next(n for n, text in enumerate(source.splitlines(), 1) if f"# allocation: {marker}" in text)
+
+
 @pytest.fixture
 def load_module(tmp_path: Path) -> Iterator[Callable[[str], types.ModuleType]]:
     """Write source to a uniquely named module in tmp_path and import it; unload it after."""
@@ -325,9 +329,8 @@ def test_search_does_not_materialise_instance_dicts(load_module: Callable[[str],
 
 def test_sample_objects_finds_objects_allocated_at_a_site(app: types.ModuleType) -> None:
     """Objects whose allocation traceback includes the site line are found, tracked or not."""
-    source_lines = APP_SOURCE.splitlines()
-    emb_line = next(i + 1 for i, t in enumerate(source_lines) if "# allocation: embedding" in t)
-    names_line = next(i + 1 for i, t in enumerate(source_lines) if "# allocation: names" in t)
+    emb_line = _line_of(APP_SOURCE, "embedding")
+    names_line = _line_of(APP_SOURCE, "names")
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start(5)
@@ -422,8 +425,7 @@ def test_sample_objects_can_look_at_survivors_first(app: types.ModuleType) -> No
     """survivors_first returns objects that outlived a collection before fresh ones from the same site."""
     import gc
 
-    source_lines = APP_SOURCE.splitlines()
-    emb_line = next(i + 1 for i, t in enumerate(source_lines) if "# allocation: embedding" in t)
+    emb_line = _line_of(APP_SOURCE, "embedding")
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start(5)
@@ -462,10 +464,6 @@ _UNTRACKED_SOURCE = textwrap.dedent(
         TOKENS[i] = f"token-{i:08d}-" + "x" * 30  # allocation: token
     """
 )
-
-
-def _line_of(source: str, marker: str) -> int:
-    return next(n for n, text in enumerate(source.splitlines(), 1) if f"# allocation: {marker}" in text)
 
 
 def test_sample_objects_finds_objects_the_collector_does_not_track(

@@ -12,7 +12,7 @@ import sys
 import textwrap
 import tracemalloc
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,18 +47,23 @@ def leaky(tmp_path: Path) -> Iterator[types.ModuleType]:
         sys.modules.pop("mw_leaky_app", None)
 
 
-def _drive(module: types.ModuleType, ticks: int, config: InvestigatorConfig) -> tuple[Investigator, Sampler]:
+def _drive(rss: list[int], config: InvestigatorConfig, each_tick: Callable[[], object]) -> Investigator:
+    """Tick a sampler by hand over a replayed RSS series, calling ``each_tick`` before each tick."""
     clock = FakeClock()
-    rss = ReplayProbe("process", [{"rss_bytes": 100 * MIB + i * MIB} for i in range(ticks + 1)])
     investigator = Investigator(config)
-    sampler = Sampler([rss], interval=1.0, clock=clock, observers=[investigator])
+    sampler = Sampler(
+        [ReplayProbe("process", [{"rss_bytes": v} for v in rss])],
+        interval=1.0,
+        clock=clock,
+        observers=[investigator],
+    )
     sampler.started_mono = clock()
-    for _ in range(ticks):
-        module.remember(300)
+    for _ in rss:
+        each_tick()
         sampler.sample_once()
         clock.advance(1.0)
     investigator.finish(sampler)
-    return investigator, sampler
+    return investigator
 
 
 def test_a_window_opens_on_growth_and_names_the_site_and_the_holder(leaky: types.ModuleType) -> None:
@@ -67,8 +72,8 @@ def test_a_window_opens_on_growth_and_names_the_site_and_the_holder(leaky: types
     config = InvestigatorConfig(
         warmup_s=0.0, window_s=2.0, census=False, trim_at_finish=False, gpu_history=False
     )
-    investigator, _ = _drive(leaky, 8, config)
-    evidence = investigator.evidence()
+    rising = [100 * MIB + i * MIB for i in range(8)]
+    evidence = _drive(rising, config, lambda: leaky.remember(300)).evidence()
     assert tracemalloc.is_tracing() == was_tracing  # the window stopped only what it started
     assert len(evidence.windows) == 1
     window = evidence.windows[0]
@@ -87,14 +92,9 @@ def test_a_window_opens_on_growth_and_names_the_site_and_the_holder(leaky: types
 def test_no_window_while_memory_is_flat(leaky: types.ModuleType) -> None:
     """A flat RSS series opens no window and leaves tracemalloc as it was."""
     was_tracing = tracemalloc.is_tracing()
-    clock = FakeClock()
-    flat = ReplayProbe("process", [{"rss_bytes": 100 * MIB}])
-    investigator = Investigator(InvestigatorConfig(warmup_s=0.0, trim_at_finish=False, gpu_history=False))
-    sampler = Sampler([flat], interval=1.0, clock=clock, observers=[investigator])
-    for _ in range(8):
-        sampler.sample_once()
-        clock.advance(1.0)
-    assert investigator.finish(sampler).windows == ()
+    config = InvestigatorConfig(warmup_s=0.0, trim_at_finish=False, gpu_history=False)
+    investigator = _drive([100 * MIB] * 8, config, lambda: leaky.remember(300))
+    assert investigator.evidence().windows == ()
     assert tracemalloc.is_tracing() == was_tracing
 
 
