@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
+from memwarden._introspect import is_a, module_namespace, type_module, type_namespace
 from memwarden.diagnosis._holders import attribute_name, is_memwarden_module, qualified_type_name
 from memwarden.exceptions import UsageError
 
@@ -274,19 +275,21 @@ def _names_for(objs: list[object]) -> dict[int, str]:
     wanted = {id(o): o for o in objs}
     names: dict[int, str] = {}
     for mod_name, module in list(sys.modules.items()):
-        if not isinstance(module, types.ModuleType) or is_memwarden_module(mod_name):
+        module_dict = module_namespace(module)
+        if module_dict is None or is_memwarden_module(mod_name):
             continue
         try:
-            namespace = list(vars(module).items())
-        except TypeError:
+            namespace = list(module_dict.items())
+        except RuntimeError:  # changed size while copied: another thread is importing
             continue
         for global_name, value in namespace:
             if id(value) in wanted and id(value) not in names:
                 names[id(value)] = f"{mod_name}.{global_name}"
-            elif isinstance(value, type) and getattr(value, "__module__", None) == mod_name:
-                for cls_attr, cls_value in list(vars(value).items()):
+            elif is_a(value, type) and type_module(value) == mod_name:
+                class_name = qualified_type_name(value)
+                for cls_attr, cls_value in list(type_namespace(value).items()):
                     if id(cls_value) in wanted and id(cls_value) not in names:
-                        names[id(cls_value)] = f"{mod_name}.{value.__qualname__}.{cls_attr}"
+                        names[id(cls_value)] = f"{class_name}.{cls_attr}"
         if len(names) == len(wanted):
             return names
     rest = [o for i, o in wanted.items() if i not in names]
@@ -294,13 +297,13 @@ def _names_for(objs: list[object]) -> dict[int, str]:
         return names
     referrers = [r for r in gc.get_referrers(*rest) if not _is_bookkeeping(r, wanted)]
     for owner in referrers:
-        if isinstance(owner, (list, tuple, set, frozenset)):
+        if is_a(owner, (list, tuple, set, frozenset)):
             continue
         for child in gc.get_referents(owner):
             cid = id(child)
             if cid not in wanted or cid in names:
                 continue
-            if isinstance(owner, dict):
+            if is_a(owner, dict):
                 continue  # an instance's dict: named from its owner below
             attr = attribute_name(owner, child)
             if attr is not None:
@@ -308,10 +311,10 @@ def _names_for(objs: list[object]) -> dict[int, str]:
     still = [o for i, o in wanted.items() if i not in names]
     if still:
         # on Python 3.10, or where an instance dict was made, the attribute lives in a dict
-        dicts = [d for d in referrers if isinstance(d, dict)]
+        dicts = [d for d in referrers if is_a(d, dict)]
         if dicts:
             for owner in gc.get_referrers(*dicts):
-                if isinstance(owner, (dict, list, tuple)) or _is_bookkeeping(owner, wanted):
+                if is_a(owner, (dict, list, tuple)) or _is_bookkeeping(owner, wanted):
                     continue
                 for child in still:
                     if id(child) in names:
@@ -325,7 +328,7 @@ def _names_for(objs: list[object]) -> dict[int, str]:
 
 def _is_bookkeeping(obj: object, wanted: object) -> bool:
     """memwarden's own objects, and the frames running this search: never a cache's owner."""
-    if obj is wanted or isinstance(obj, types.FrameType):
+    if obj is wanted or is_a(obj, types.FrameType):
         return True
-    module = getattr(type(obj), "__module__", None)
-    return isinstance(module, str) and is_memwarden_module(module)
+    module = type_module(type(obj))
+    return module is not None and is_memwarden_module(module)

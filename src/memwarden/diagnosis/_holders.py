@@ -40,6 +40,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
+from memwarden._introspect import (
+    is_a,
+    module_file,
+    module_namespace,
+    type_module,
+    type_mro,
+    type_namespace,
+)
+from memwarden._introspect import type_name as _type_name
 from memwarden.exceptions import ProbeUnavailable, UsageError
 from memwarden.probes._codemap import CodePlaces, default_code_places
 
@@ -51,10 +60,15 @@ DEFAULT_MAX_NODES = 5_000_000
 DEFAULT_TIME_BUDGET_S = 5.0
 
 _SKIPPED_MODULES = frozenset({"gc", "tracemalloc", "_tracemalloc"})
-_LRU_WRAPPER: type = functools._lru_cache_wrapper
-_THREAD_LOCAL: type = threading.local
+_LRU_WRAPPER = functools._lru_cache_wrapper
+_THREAD_LOCAL = threading.local
 _UNTRACKED_CONTAINERS = (tuple, dict)
 _CHECK_EVERY = 4096
+# type's own descriptors: read past any metaclass
+_TYPE_NAME = type.__dict__["__name__"]
+_TYPE_QUALNAME = type.__dict__["__qualname__"]
+_TYPE_BASES = type.__dict__["__bases__"]
+_TYPE_FLAGS = type.__dict__["__flags__"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,8 +251,8 @@ class _Search:
 
     @staticmethod
     def _is_memwarden_type(tp: type) -> bool:
-        module = getattr(tp, "__module__", None)
-        return isinstance(module, str) and is_memwarden_module(module)
+        module = type_module(tp)
+        return module is not None and is_memwarden_module(module)
 
     def chain(self, target: object) -> tuple[_Root, list[int]] | None:
         """The root and the ids from it down to ``target`` (the target's id last)."""
@@ -309,11 +323,7 @@ def _resolve(root: object, ids: list[int]) -> list[object] | None:
 
 def qualified_type_name(tp: type) -> str:
     """``module.QualName`` for a type; builtins by their bare name (``dict``, ``str``)."""
-    module = getattr(tp, "__module__", None)
-    qualname = getattr(tp, "__qualname__", tp.__name__)
-    if not module or module == "builtins":
-        return str(qualname)
-    return f"{module}.{qualname}"
+    return _type_name(tp)
 
 
 def is_memwarden_module(name: str) -> bool:
@@ -326,16 +336,16 @@ def is_memwarden_module(name: str) -> bool:
 def _skipped_modules(places: CodePlaces) -> list[types.ModuleType]:
     out: list[types.ModuleType] = []
     for name, module in list(sys.modules.items()):
-        if isinstance(module, types.ModuleType) and (name in _SKIPPED_MODULES or is_memwarden_module(name)):
+        if is_a(module, types.ModuleType) and (name in _SKIPPED_MODULES or is_memwarden_module(name)):
             out.append(module)
     return out
 
 
-def _module_rank(name: str, module: types.ModuleType, places: CodePlaces) -> int:
+def _module_rank(name: str, module: object, places: CodePlaces) -> int:
     if name == "__main__":
         return 0
-    filename = getattr(module, "__file__", None)
-    if not isinstance(filename, str):
+    filename = module_file(module)
+    if filename is None:
         return 3  # built into the interpreter
     kind = places.kind(filename)
     if kind == "user":
@@ -344,19 +354,17 @@ def _module_rank(name: str, module: types.ModuleType, places: CodePlaces) -> int
 
 
 def _roots(places: CodePlaces, include_current_thread: bool) -> list[_Root]:
-    modules: list[tuple[int, str, types.ModuleType]] = []
+    modules: list[tuple[int, str, dict[str, Any]]] = []
     entries: list[tuple[str, object]] = list(sys.modules.items())  # not always modules
     for name, module in entries:
-        if not isinstance(module, types.ModuleType):
+        namespace = module_namespace(module)
+        if namespace is None or name in _SKIPPED_MODULES or is_memwarden_module(name):
             continue
-        if name in _SKIPPED_MODULES or is_memwarden_module(name):
-            continue
-        modules.append((_module_rank(name, module, places), name, module))
+        modules.append((_module_rank(name, module, places), name, namespace))
     modules.sort(key=lambda item: (item[0], item[1]))
     roots: list[_Root] = []
     seen_dicts: set[int] = set()
-    for _, name, module in modules:
-        namespace = module.__dict__
+    for _, name, namespace in modules:
         if id(namespace) in seen_dicts:
             continue
         seen_dicts.add(id(namespace))
@@ -380,7 +388,7 @@ def _frame_roots(places: CodePlaces, include_current_thread: bool) -> list[_Root
             code = frame.f_code
             # a module's top level keeps its variables in the module, already a root
             owner = sys.modules.get(str(frame.f_globals.get("__name__")))
-            top_level = code.co_name == "<module>" and frame.f_globals is getattr(owner, "__dict__", None)
+            top_level = code.co_name == "<module>" and frame.f_globals is module_namespace(owner)
             if not top_level and not places.is_memwarden(code.co_filename):
                 module = frame.f_globals.get("__name__", "?")
                 qualname = getattr(code, "co_qualname", code.co_name)
@@ -418,9 +426,9 @@ def _dict_hop(d: dict[Any, Any], child: object) -> tuple[str, object] | None:
 
 
 def _slot_name(owner: object, child: object) -> str | None:
-    for klass in type(owner).__mro__:
-        for name, attr in list(vars(klass).items()):
-            if isinstance(attr, types.MemberDescriptorType):
+    for klass in type_mro(type(owner)):
+        for name, attr in list(type_namespace(klass).items()):
+            if is_a(attr, types.MemberDescriptorType):
                 try:
                     value = attr.__get__(owner, klass)
                 except AttributeError:
@@ -435,7 +443,7 @@ def _instance_dict(owner: object) -> dict[str, Any] | None:
         d = object.__getattribute__(owner, "__dict__")
     except (AttributeError, TypeError):
         return None
-    return d if isinstance(d, dict) else None
+    return d if is_a(d, dict) else None
 
 
 def attribute_name(owner: object, child: object) -> str | None:
@@ -450,8 +458,8 @@ def attribute_name(owner: object, child: object) -> str | None:
     d = _instance_dict(owner)
     if d is not None:
         hop = _dict_hop(d, child)
-        if hop is not None and hop[0] == "value" and isinstance(hop[1], str):
-            return hop[1]
+        if hop is not None and hop[0] == "value" and is_a(hop[1], str):
+            return str(hop[1])
     return None
 
 
@@ -495,7 +503,7 @@ class _PathWriter:
         while i < last:
             parent, child = objs[i], objs[i + 1]
             hop_mode = pending.pop(0) if pending else "items"
-            if isinstance(parent, types.FunctionType) and child is parent.__closure__ and i + 2 <= last:
+            if is_a(parent, types.FunctionType) and child is parent.__closure__ and i + 2 <= last:
                 # function -> closure tuple -> cell -> value reads as one name: the variable
                 var = _closure_var(parent, objs[i + 2]) or "<cell>"
                 self._mark("closure")
@@ -517,7 +525,7 @@ class _PathWriter:
     def _hop(
         self, text: str, parent: object, child: object, *, mode: str, i: int, pending: list[str]
     ) -> tuple[str, list[str]]:
-        if isinstance(parent, dict):
+        if is_a(parent, dict):
             hop = _dict_hop(parent, child)
             if hop is None:
                 name = attribute_name(parent, child)
@@ -526,31 +534,31 @@ class _PathWriter:
                 text += "{…}"
             elif mode == "silent":
                 pass
-            elif mode == "attrs" and isinstance(hop[1], str):
+            elif mode == "attrs" and is_a(hop[1], str):
                 text += f".{hop[1]}"
             else:
                 text += _key_label(hop[1])
             if i == 0 and self.root.kind == "module":
                 text = self._defining_module(text, child)
             return text, pending
-        if isinstance(parent, type):
+        if is_a(parent, type):
             if self._is_type_dict(parent, child):
                 if i == 1 and self.root.kind == "module":
                     self.first_is_class = True
                 return text, ["attrs"]
-            if child is parent.__mro__:
+            if child is type_mro(parent):
                 return text + ".__mro__", pending
-            if child is parent.__bases__:
+            if child is _TYPE_BASES.__get__(parent, type):
                 return text + ".__bases__", pending
             return text + f".<ref {type(child).__name__}>", pending
-        if isinstance(parent, _LRU_WRAPPER):
+        if is_a(parent, _LRU_WRAPPER):
             self._mark("lru_cache")
             if child is _instance_dict(parent):
                 return text, ["attrs"]
             if child is getattr(parent, "__wrapped__", None):
                 return text + ".__wrapped__", pending
             return text + " <lru_cache>", (["silent"] if child is _lru_cache_dict(parent) else pending)
-        if isinstance(parent, types.FunctionType):
+        if is_a(parent, types.FunctionType):
             if child is parent.__globals__:
                 return text + ".__globals__", ["attrs"]
             if child is parent.__defaults__:
@@ -562,21 +570,21 @@ class _PathWriter:
             if child is _instance_dict(parent):
                 return text, ["attrs"]
             return text + f".<ref {type(child).__name__}>", pending
-        if isinstance(parent, types.CellType):
+        if is_a(parent, types.CellType):
             return text + ".cell_contents", pending
-        if isinstance(parent, _THREAD_LOCAL) and isinstance(child, dict):
+        if is_a(parent, _THREAD_LOCAL) and is_a(child, dict):
             # local -> {per-thread key: per-thread dict} -> per-thread dict -> value
             self._mark("thread_local")
             return text, ["silent", "attrs"]
-        if isinstance(parent, types.MethodType):
+        if is_a(parent, types.MethodType):
             return text + (".__self__" if child is parent.__self__ else ".__func__"), pending
-        if isinstance(parent, (list, tuple, deque)):
+        if is_a(parent, (list, tuple, deque)):
             return text + "[<int>]", pending
-        if isinstance(parent, (set, frozenset)):
+        if is_a(parent, (set, frozenset)):
             return text + "{…}", pending
-        if isinstance(parent, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
+        if is_a(parent, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
             return text + self._suspended_local(parent, child), pending
-        if isinstance(parent, types.FrameType):
+        if is_a(parent, types.FrameType):
             if child is parent.f_back:
                 return text + ".f_back", pending
             return text + ".f_locals", ["attrs"]
@@ -591,7 +599,7 @@ class _PathWriter:
     def _suspended_local(gen: object, child: object) -> str:
         frames = (getattr(gen, attr, None) for attr in ("gi_frame", "cr_frame", "ag_frame"))
         frame = next((f for f in frames if f is not None), None)
-        if isinstance(frame, types.FrameType):
+        if is_a(frame, types.FrameType):
             hop = _dict_hop(dict(frame.f_locals), child)
             if hop is not None and hop[0] == "value":
                 return f".<locals>.{hop[1]}"
@@ -599,16 +607,21 @@ class _PathWriter:
 
     @staticmethod
     def _is_type_dict(klass: type, child: object) -> bool:
-        return any(r is child for r in gc.get_referents(klass.__dict__))
+        return any(r is child for r in gc.get_referents(type_namespace(klass)))
 
     def _defining_module(self, text: str, child: object) -> str:
         """Name a module-level class or function after the module that defines it."""
-        if not isinstance(child, (type, types.FunctionType, _LRU_WRAPPER)):
+        if is_a(child, type):
+            module_name: object = type_module(child)
+            qualname: object = _TYPE_QUALNAME.__get__(child, type)
+        elif is_a(child, (types.FunctionType, _LRU_WRAPPER)):
+            module_name = getattr(child, "__module__", None)
+            qualname = getattr(child, "__qualname__", None)
+        else:
             return text
-        module_name = getattr(child, "__module__", None)
-        qualname = getattr(child, "__qualname__", None)
-        if not isinstance(module_name, str) or not isinstance(qualname, str) or "<locals>" in qualname:
+        if not is_a(module_name, str) or not is_a(qualname, str) or "<locals>" in str(qualname):
             return text
+        module_name, qualname = str(module_name), str(qualname)
         found: object = sys.modules.get(module_name)
         for part in qualname.split("."):
             if found is None:
@@ -627,10 +640,11 @@ class _PathWriter:
 
 def _static_attr(owner: object, name: str) -> object:
     """An attribute read from a module's or class's own namespace (no descriptors run)."""
-    if isinstance(owner, types.ModuleType):
-        return owner.__dict__.get(name)
-    if isinstance(owner, type):
-        return owner.__dict__.get(name)
+    namespace = module_namespace(owner)
+    if namespace is not None:
+        return namespace.get(name)
+    if is_a(owner, type):
+        return type_namespace(owner).get(name)
     return None
 
 
@@ -643,7 +657,7 @@ def _lru_cache_dict(wrapper: object) -> object:
     func = getattr(wrapper, "__wrapped__", None)
     refs = gc.get_referents(wrapper)
     for index in range(1, len(refs)):
-        if refs[index] is func and isinstance(refs[index - 1], dict):
+        if refs[index] is func and is_a(refs[index - 1], dict):
             return refs[index - 1]
     return None
 
@@ -781,7 +795,7 @@ def sample_objects(
                     return result()
             # A container made while tracing holds what the same code made with it; objects the
             # collector does not track (str, numbers, small dicts of them) are only found this way.
-            if tp in _BIG_CONTAINERS or tp.__module__ != "builtins":
+            if tp in _BIG_CONTAINERS or type_module(tp) != "builtins":
                 scanned.add(id(obj))
                 take_loose_children(obj)
         # Untracked objects kept in containers made before tracing began: big ones first.
@@ -822,13 +836,14 @@ def _untracked_big_globals() -> list[object]:
             out.append(v)
 
     for name, module in list(sys.modules.items()):
-        if not isinstance(module, types.ModuleType) or is_memwarden_module(name):
+        namespace = module_namespace(module)
+        if namespace is None or is_memwarden_module(name):
             continue
         try:
-            for value in module.__dict__.values():
+            for value in namespace.values():
                 keep(value)
-                if isinstance(value, type) and value.__module__ == name:
-                    for attr in value.__dict__.values():
+                if is_a(value, type) and type_module(value) == name:
+                    for attr in type_namespace(value).values():
                         keep(attr)
         except RuntimeError:  # changed size during iteration: another thread is importing
             continue
@@ -865,7 +880,7 @@ def _untraceable(obj: object) -> bool:
     Such an instance is taken as made at a site when an object it refers to was made there
     (its ``__init__`` ran from that line): ``self.vector = [...]`` gives it away.
     """
-    return sys.version_info[:2] == (3, 11) and bool(type(obj).__flags__ & _MANAGED_DICT)
+    return sys.version_info[:2] == (3, 11) and bool(_TYPE_FLAGS.__get__(type(obj), type) & _MANAGED_DICT)
 
 
 def _file_matcher(site_file: str) -> Callable[[str], bool]:
@@ -894,7 +909,8 @@ def _type_matcher(type_name: str | None) -> Callable[[type], bool]:
     def ok(tp: type) -> bool:
         hit = cache.get(tp)
         if hit is None:
-            hit = type_name in (tp.__name__, getattr(tp, "__qualname__", None), qualified_type_name(tp))
+            names = (_TYPE_NAME.__get__(tp, type), _TYPE_QUALNAME.__get__(tp, type), qualified_type_name(tp))
+            hit = type_name in names
             cache[tp] = hit
         return hit
 

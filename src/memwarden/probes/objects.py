@@ -32,6 +32,7 @@ from array import array
 from collections.abc import Callable, Iterable, MutableSequence
 from typing import Any, ClassVar, Literal, Protocol
 
+from memwarden._introspect import type_mro, type_name, type_namespace
 from memwarden.probes._base import Availability, Cost
 
 __all__ = [
@@ -383,34 +384,13 @@ _BUILTIN_CALLABLES = (
     types.BuiltinFunctionType,
     types.ClassMethodDescriptorType,
 )
-# Read type attributes through ``type``'s own descriptors: a metaclass cannot intercept these.
-_TYPE_MRO = type.__dict__["__mro__"]
-_TYPE_DICT = type.__dict__["__dict__"]
-_TYPE_MODULE = type.__dict__["__module__"]
-_TYPE_QUALNAME = type.__dict__["__qualname__"]
-_TYPE_NAME = type.__dict__["__name__"]
 _UNTRACKED_BATCH = 10_000
-
-
-def _type_name(cls: type) -> str:
-    """``module.qualname`` of a type, read without running any code the type defines."""
-    try:
-        qualname = str(_TYPE_QUALNAME.__get__(cls, type))
-    except Exception:
-        qualname = str(_TYPE_NAME.__get__(cls, type))
-    try:
-        module = _TYPE_MODULE.__get__(cls, type)
-    except Exception:
-        module = None
-    if not isinstance(module, str) or module == "builtins":
-        return qualname
-    return f"{module}.{qualname}"
 
 
 def _has_builtin_sizeof(cls: type) -> bool:
     """Whether ``sys.getsizeof`` on an instance of ``cls`` runs C code only."""
-    for klass in _TYPE_MRO.__get__(cls, type):
-        namespace = _TYPE_DICT.__get__(klass, type)
+    for klass in type_mro(cls):
+        namespace = type_namespace(klass)
         if "__sizeof__" in namespace:
             return isinstance(namespace["__sizeof__"], _BUILTIN_CALLABLES)
     return True
@@ -501,7 +481,7 @@ def census(
     for (cls, size), n in pairs.items():
         name = names.get(cls)
         if name is None:
-            name = names[cls] = _type_name(cls)
+            name = names[cls] = type_name(cls)
         counts[name] = counts.get(name, 0) + n
         sizes[name] = sizes.get(name, 0) + size * n
     del pairs, names
