@@ -167,15 +167,15 @@ class Investigator:
         from ..probes.tracing import TracemallocWindow
 
         window = TracemallocWindow(frames=self.config.frames)
+        # The census walks the whole heap and allocates a little per object: before tracing
+        # starts, it is 10-20x cheaper (0.05 s against 0.8 s for 170,000 objects under 16 frames).
+        census_before = self._census() if self.config.census else None
         try:
             window.open()
         except Exception as exc:
             self._notes.append(f"could not open a tracemalloc window: {exc!r}")
             self._last_closed_mono = mono
             return
-        census_before = None
-        if self.config.census:
-            census_before = self._census()
         traced, _ = window.traced_bytes()
         self._open = {
             "mono": mono,
@@ -202,8 +202,6 @@ class Investigator:
             traced_end, _ = window.traced_bytes()
             diffs = window.diff(group_by="traceback", top=self.config.top_sites)
             sites = tuple(_site_from_diff(d) for d in diffs)
-            if state["census"] is not None:
-                types = self._types_grown(state["census"])
             sampled_at = time.perf_counter()
             samples = self._sample_objects(sites)  # needs tracemalloc: before the window closes
             notes.append(f"{len(samples)} holder samples in {time.perf_counter() - sampled_at:.2f} s")
@@ -214,6 +212,11 @@ class Investigator:
                 window.close()
             except Exception as exc:
                 notes.append(f"closing the window failed: {exc!r}")
+        try:
+            if state["census"] is not None:  # like the first one, once tracing has stopped
+                types = self._types_grown(state["census"])
+        except Exception as exc:
+            notes.append(f"type census failed: {exc!r}")
         try:
             # the search walks the whole heap: 10-60x faster once tracemalloc has stopped
             searched_at = time.perf_counter()
