@@ -8,6 +8,7 @@ from memwarden.diagnosis._classify import DiagnosisConfig, classify
 from memwarden.diagnosis._evidence import Evidence, TrimEvidence, WindowEvidence
 from memwarden.diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame
 from memwarden.testing import samples_from_series
+from memwarden.timeline import Sample
 
 MiB = 1024 * 1024
 
@@ -109,6 +110,38 @@ def test_glibc_free_chunks_confirmed_by_trim_are_retention() -> None:
     v = classify(samples, Evidence(trim=TrimEvidence(220 * MiB, 40 * MiB, 180 * MiB)))
     assert v.verdict == "allocator_retention"
     assert any("malloc_trim(0) gave back" in e for e in v.evidence)
+
+
+def _native_growth(*, free_step: float, used_step: float) -> list[Sample]:
+    """RSS rising 40 MiB a sample outside Python; glibc's free and in-use bytes rising as given."""
+    n = 12
+    return samples_from_series(
+        {
+            "process.rss_bytes": [300 * MiB + i * 40 * MiB for i in range(n)],
+            "objects.allocated_blocks": [80_000 + int(e) for e in _noise(n, 30)],
+            "libc.free_bytes": [10 * MiB + i * free_step for i in range(n)],
+            "libc.in_use_bytes": [90 * MiB + i * used_step for i in range(n)],
+        }
+    )
+
+
+def test_rss_rising_into_glibc_free_chunks_is_retention_not_a_native_leak() -> None:
+    """Seen on a PyTorch CPU loop: RSS rose ~300 MiB/s, all of it glibc free chunks that trim gave back."""
+    samples = _native_growth(free_step=38 * MiB, used_step=0.5 * MiB)
+    trim = TrimEvidence(rss_before_bytes=740 * MiB, rss_after_bytes=330 * MiB, returned_bytes=410 * MiB)
+    v = classify(samples, Evidence(trim=trim))
+    assert v.verdict == "allocator_retention", v.summary
+    assert not v.leak
+    assert any("glibc keeps it" in e for e in v.evidence)
+    assert any("MALLOC_ARENA_MAX" in a for a in v.advice)
+
+
+def test_rss_rising_with_mallocs_bytes_in_use_stays_a_native_leak() -> None:
+    """Free chunks growing too does not excuse a leak: malloc's in-use bytes grow with RSS."""
+    samples = _native_growth(free_step=20 * MiB, used_step=20 * MiB)
+    v = classify(samples, Evidence(trim=TrimEvidence(740 * MiB, 520 * MiB, 220 * MiB)))
+    assert v.verdict == "native_leak"
+    assert v.leak
 
 
 def test_growth_that_levels_off_is_a_plateau() -> None:

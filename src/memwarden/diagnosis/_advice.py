@@ -42,6 +42,11 @@ def advise(
             "pymalloc arenas only when every pool in them is empty, so a memory budget with graceful worker "
             "recycling is the dependable bound."
         )
+        out.append(
+            "If glibc's free chunks keep growing in a threaded program (PyTorch, NumPy and BLAS threads), each "
+            "thread's malloc arena keeps its own: MALLOC_ARENA_MAX=2 caps them; jemalloc or tcmalloc "
+            "(LD_PRELOAD) fragment less."
+        )
     elif verdict == "plateau":
         out.append(
             "Growth levelled off (warm-up or a bounded cache). Set the service's memory budget above the plateau, "

@@ -126,6 +126,12 @@ def classify(
         python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg)
         verdict = "python_leak" if python_explains else "native_leak"
         confidence = _leak_confidence(rss_tr, blocks_tr, window, python_explains, len(samples))
+        freed = None if python_explains else _freed_but_kept(samples, rss_tr, ev, cfg)
+        if freed is not None:
+            # RSS rose, but into glibc's free chunks: the program freed it (threads' arenas, a
+            # working set of changing sizes); malloc_trim gives it back. Not a leak.
+            verdict, confidence = "allocator_retention", 0.8
+            evid.extend(freed)
         full = _full_bounded_cache(ev.caches, sites) if python_explains else None
         if full is not None:
             # the growth we saw is a bounded cache filling up; it is full now and cannot grow further
@@ -374,6 +380,49 @@ def _freed_for_good(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfi
     peak = max(blocks)
     tail = blocks[len(blocks) - max(2, len(blocks) // 3) :]
     return max(tail) < 0.7 * peak and blocks.index(peak) < len(blocks) - len(tail)
+
+
+def _freed_but_kept(
+    samples: Sequence[Sample], growth: Trend, ev: Evidence, cfg: DiagnosisConfig
+) -> list[str] | None:
+    """Sentences saying the process grew into memory it had freed, or ``None`` when it did not.
+
+    Growth outside Python is freed memory that glibc keeps, not a native leak, when glibc's free
+    chunks (or what ``malloc_trim`` gave back at the end) account for at least half of it and
+    the bytes in use inside malloc account for less than half. A native leak grows malloc's
+    in-use bytes, which ``malloc_trim`` cannot return. Both are measured over the span the
+    ``growth`` trend analysed (after its warm-up: importing torch is not part of the growth).
+    """
+    grown = growth.growth_bytes
+    if grown < cfg.retention_min_bytes:
+        return None
+    t0 = samples[0].mono + (growth.warmup_end_t or 0.0)
+    samples = [s for s in samples if s.mono >= t0 - 1e-9]
+    free_first, free_last = _first(samples, LIBC_FREE), _last(samples, LIBC_FREE)
+    free_grown = free_last - free_first if free_first is not None and free_last is not None else 0.0
+    trimmed = float(ev.trim.returned_bytes) if ev.trim is not None else 0.0
+    used_first, used_last = _first(samples, LIBC_IN_USE), _last(samples, LIBC_IN_USE)
+    if used_first is None or used_last is None:
+        return None  # no glibc numbers (another libc, or the probe off): nothing to tell them by
+    used_grown = used_last - used_first
+    if max(free_grown, trimmed) < 0.5 * grown or used_grown >= 0.5 * grown:
+        return None
+    notes = [
+        f"the process grew {format_bytes(grown)}, but glibc's free chunks grew "
+        f"{format_bytes(free_grown, signed=True)} and its bytes in use only "
+        f"{format_bytes(used_grown, signed=True)}: the memory was freed, and glibc keeps it"
+    ]
+    if ev.trim is not None:
+        notes.append(f"malloc_trim(0) gave back {format_bytes(trimmed)} of the {format_bytes(grown)} growth")
+    return notes
+
+
+def _first(samples: Sequence[Sample], key: str) -> float | None:
+    for s in samples:
+        v = s.metrics.get(key)
+        if v is not None:
+            return float(v)
+    return None
 
 
 def _retention(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfig) -> tuple[float, list[str]]:
