@@ -197,6 +197,26 @@ def test_unbounded_cache_growth_is_named_in_summary_and_advice() -> None:
     assert any("maxsize" in a and "app.templates.render" in a for a in v.advice)
 
 
+def test_a_librarys_few_entry_caches_are_not_named() -> None:
+    """A PyTorch import fills a dozen lru_caches with an entry or two: not worth a line each."""
+    n = 20
+    rss = [100 * MiB + i * 400_000 for i in range(n)]
+    blocks = [10_000 + i * 2000 for i in range(n)]
+    caches = (
+        CacheGrowthInfo("torch._native.get_user_ordering_fn", "lru_cache", None, 1, 0.1),
+        CacheGrowthInfo("torch._sources.make_source_context", "lru_cache", None, 26, 4.3),
+        CacheGrowthInfo("torch.backends.opt_einsum.is_available", "lru_cache", 128, 1, 0.1),
+        CacheGrowthInfo("app.cache.EmbeddingCache.get", "lru_cache", None, 12, 1.0),
+    )
+    v = classify(
+        samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
+        Evidence(windows=(_window(5.0, 12.0, 7 * 480_000),), caches=caches),
+    )
+    # the small cache that the top growing site is in is named; the library's are not
+    assert [c.name for c in v.caches] == ["app.cache.EmbeddingCache.get"]
+    assert not any("torch." in a for a in v.advice)
+
+
 def test_verdict_json_round_trips() -> None:
     """A verdict's JSON form rebuilds the same verdict (what `memwarden report` relies on)."""
     from memwarden.diagnosis._verdict import Verdict

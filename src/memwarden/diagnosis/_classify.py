@@ -73,7 +73,8 @@ def classify(
     sites, types, holders = _attribution(ev)
     caches = tuple(
         sorted(
-            (c for c in ev.caches if _worth_naming(c)), key=lambda c: (c.maxsize is not None, -c.growth_per_s)
+            (c for c in ev.caches if _worth_naming(c, sites)),
+            key=lambda c: (c.maxsize is not None, -c.growth_per_s),
         )
     )
 
@@ -235,14 +236,27 @@ def _full_bounded_cache(caches: Sequence[CacheGrowthInfo], sites: tuple[Site, ..
     return None
 
 
-def _worth_naming(cache: CacheGrowthInfo) -> bool:
-    """A cache that grew and is unbounded, or one of the program's own (not the stdlib's bounded ones)."""
+_MIN_CACHE_ENTRIES = 100
+"""A cache that grew to fewer entries than this is named only when a top growing site is in it."""
+
+
+def _worth_naming(cache: CacheGrowthInfo, sites: Sequence[Site] = ()) -> bool:
+    """A cache that grew, with entries enough to matter, or where the memory grows.
+
+    Unbounded caches and the program's own bounded ones are named (never the standard library's
+    bounded ones, nor memwarden's). Small ones are left out: on a PyTorch program a dozen of the
+    library's lru_caches fill with one or two entries as it warms up, and naming them only buries
+    the answer.
+    """
     if cache.growth_per_s <= 0:
         return False
-    if cache.maxsize is None:
-        return True
     top = cache.name.split(".", 1)[0]
-    return top not in sys.stdlib_module_names and top != "memwarden"
+    if top == "memwarden" or (cache.maxsize is not None and top in sys.stdlib_module_names):
+        return False
+    if cache.currsize >= _MIN_CACHE_ENTRIES:
+        return True
+    functions = {(s.function or "").rsplit(".", 1)[-1] for s in sites[:3]} - {""}
+    return cache.name.rsplit(".", 1)[-1] in functions
 
 
 # -- trends -------------------------------------------------------------------------------------------
