@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 from memwarden.diagnosis._classify import DiagnosisConfig, classify
-from memwarden.diagnosis._evidence import Evidence, TrimEvidence, WindowEvidence
+from memwarden.diagnosis._evidence import EVENT_UNAVAILABLE, Evidence, TrimEvidence, WindowEvidence
 from memwarden.diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame
 from memwarden.testing import samples_from_series
-from memwarden.timeline import Sample
+from memwarden.reporters.terminal import render_verdict
+from memwarden.timeline import Event, Sample
 
 MiB = 1024 * 1024
 
@@ -290,3 +292,25 @@ def test_a_collector_sawtooth_with_free_arenas_is_not_retention() -> None:
         }
     )
     assert classify(samples).verdict == "stable"
+
+
+def test_layers_that_could_not_be_read_say_why_in_the_verdict_and_summary() -> None:
+    """A layer never read (no torch, CUDA not started) is in the verdict's layers with its reason."""
+    samples = samples_from_series({"process.rss_bytes": [100 * MiB] * 10})
+    recorded = [
+        Event(1.0, EVENT_UNAVAILABLE, {"layers": {"gpu": "torch not imported", "tracing": "not tracing"}})
+    ]
+    v = classify(samples, Evidence.from_events(recorded))
+    assert v.layers["gpu"] == {"unavailable": "torch not imported"}
+    assert v.layers["process"]["rss_bytes"]["last"] == 100 * MiB
+    text = io.StringIO()
+    render_verdict(v, text, color=False)
+    assert "not read: gpu (torch not imported)" in text.getvalue()
+    assert "tracing (" not in text.getvalue()  # read only in windows: not worth a word
+
+
+def test_a_layer_read_earlier_in_the_run_keeps_its_figures() -> None:
+    """Unavailable at the end but sampled before (CUDA torn down): the figures are what counts."""
+    samples = samples_from_series({"process.rss_bytes": [100 * MiB] * 10, "gpu.allocated_bytes": [0] * 10})
+    v = classify(samples, Evidence(unavailable=(("gpu", "CUDA not initialised by the program"),)))
+    assert "allocated_bytes" in v.layers["gpu"]

@@ -70,6 +70,9 @@ def classify(
     samples = list(samples)
     duration = samples[-1].mono - samples[0].mono if len(samples) >= 2 else 0.0
     layers = layer_figures(samples)
+    for layer, why in ev.unavailable:
+        if not layers.get(layer):  # read earlier in the run: its figures say more
+            layers[layer] = {"unavailable": why}
     sites, types, holders = _attribution(ev)
     caches = tuple(
         sorted(

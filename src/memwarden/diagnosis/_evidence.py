@@ -18,6 +18,7 @@ EVENT_CACHES = "caches"
 EVENT_TRIM = "malloc_trim"
 EVENT_VERDICT = "verdict"
 EVENT_GPU_SITES = "gpu_sites"
+EVENT_UNAVAILABLE = "layers_unavailable"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class Evidence:
     gpu_sites: tuple[Site, ...] = ()
     gpu_holders: tuple[Holder, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    unavailable: tuple[tuple[str, str], ...] = ()
+    """``(layer, why)`` for each layer that could not be read at the end of the run."""
 
     @classmethod
     def from_events(cls, events: list[Event]) -> Evidence:
@@ -112,6 +115,7 @@ class Evidence:
         gpu_sites: tuple[Site, ...] = ()
         gpu_holders: tuple[Holder, ...] = ()
         notes: list[str] = []
+        unavailable: tuple[tuple[str, str], ...] = ()
         for ev in events:
             try:
                 if ev.kind == EVENT_WINDOW:
@@ -127,6 +131,8 @@ class Evidence:
                 elif ev.kind == EVENT_GPU_SITES:
                     gpu_sites = tuple(Site.from_json(x) for x in ev.data.get("sites", []))
                     gpu_holders = tuple(Holder.from_json(h) for h in ev.data.get("holders", []))
+                elif ev.kind == EVENT_UNAVAILABLE:
+                    unavailable = tuple((str(k), str(v)) for k, v in dict(ev.data["layers"]).items())
             except (KeyError, TypeError, ValueError) as exc:
                 notes.append(f"skipped a malformed {ev.kind} event ({exc!r})")
-        return cls(tuple(windows), caches, trim, gpu_sites, gpu_holders, tuple(notes))
+        return cls(tuple(windows), caches, trim, gpu_sites, gpu_holders, tuple(notes), unavailable)

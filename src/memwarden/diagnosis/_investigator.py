@@ -31,6 +31,7 @@ from ._evidence import (
     EVENT_CACHES,
     EVENT_GPU_SITES,
     EVENT_TRIM,
+    EVENT_UNAVAILABLE,
     EVENT_WINDOW,
     Evidence,
     TrimEvidence,
@@ -127,6 +128,7 @@ class Investigator:
         self._gpu_done = False
         self._gpu_sites: tuple[Site, ...] = ()
         self._gpu_holders: tuple[Holder, ...] = ()
+        self._unavailable: tuple[tuple[str, str], ...] = ()
         self._concluded = False
 
     # -- the observer -------------------------------------------------------------------------------
@@ -404,6 +406,9 @@ class Investigator:
                 self._trim = self._measure_trim(sampler)
                 if self._trim is not None and sampler.timeline is not None:
                     sampler.timeline.add_event(EVENT_TRIM, self._trim.to_json())
+            self._unavailable = tuple((st.layer, st.reason) for st in sampler.status() if not st.available)
+            if self._unavailable and sampler.timeline is not None:
+                sampler.timeline.add_event(EVENT_UNAVAILABLE, {"layers": dict(self._unavailable)})
             return self.evidence()
 
     def _measure_trim(self, sampler: Sampler) -> TrimEvidence | None:
@@ -430,6 +435,7 @@ class Investigator:
                 gpu_sites=self._gpu_sites,
                 gpu_holders=self._gpu_holders,
                 notes=tuple(self._notes),
+                unavailable=self._unavailable,
             )
 
 

@@ -126,6 +126,13 @@ def render_verdict(
         con.print(
             Text(f"cache: {c.name} ({c.kind}, {bound}): {c.currsize:,} entries, {c.growth_per_s:+,.1f}/s")
         )
+    not_read = [  # tracing is read only while a window is open: not worth a word when none was
+        f"{layer} ({figures['unavailable']})"
+        for layer, figures in verdict.layers.items()
+        if layer != "tracing" and isinstance(figures, Mapping) and isinstance(figures.get("unavailable"), str)
+    ]
+    if not_read:
+        con.print(Text("not read: " + ", ".join(not_read), style="dim"))
     if verdict.advice:
         con.print(Text("what to do:", style="bold"))
         for line in verdict.advice:
