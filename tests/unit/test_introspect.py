@@ -88,7 +88,9 @@ def tripwire(tmp_path: Path) -> Iterator[types.ModuleType]:
 
 
 def _line(marker: str) -> int:
-    return next(n for n, text in enumerate(TRIPWIRE_SOURCE.splitlines(), 1) if f"# allocation: {marker}" in text)
+    return next(
+        n for n, text in enumerate(TRIPWIRE_SOURCE.splitlines(), 1) if f"# allocation: {marker}" in text
+    )
 
 
 def test_is_a_does_not_look_up_the_objects_class(tripwire: types.ModuleType) -> None:
