@@ -496,10 +496,10 @@ class FakeStorage:
 
 
 class FakeTensor:
-    """Stands for a CUDA tensor: a storage pointer and size."""
+    """Stands for a CUDA tensor: a storage pointer and size, and its device (``.device.type``)."""
 
     def __init__(self, ptr: int, nbytes: int, *, is_cuda: bool = True) -> None:
-        self.is_cuda = is_cuda
+        self.device = types.SimpleNamespace(type="cuda" if is_cuda else "cpu")
         self._storage = FakeStorage(ptr, nbytes)
 
     def untyped_storage(self) -> FakeStorage:

@@ -139,12 +139,15 @@ def test_history_is_bounded() -> None:
 
 
 def test_no_torch_or_no_cuda_does_nothing() -> None:
-    """Without torch, or before the program starts CUDA, the policy neither acts nor raises."""
+    """Without torch, or before the program starts CUDA, the policy neither acts nor raises; it says why."""
     clock = FakeClock()
-    assert EmptyCachePolicy(torch_module=lambda: None, clock=clock).maybe_release() is None
+    no_torch = EmptyCachePolicy(torch_module=lambda: None, clock=clock)
+    assert no_torch.maybe_release() is None
+    assert no_torch.last_error == "torch not imported"
     cuda = FakeAllocator([(0, 8 * GiB)], clock, initialised=False)
     policy = policy_for(cuda, clock, threshold_bytes=0)
     assert policy.maybe_release() is None
+    assert policy.last_error == "CUDA not initialised by the program"
     assert policy.cached_bytes() is None
     assert cuda.empty_cache_calls == 0
 

@@ -466,10 +466,13 @@ def live_cuda_tensors(
     addresses: Collection[int] = (),
     sizes: Collection[int] = (),
     limit: int = 5,
+    device_type: str = "cuda",
 ) -> list[Any]:
-    """Live CUDA tensors whose storage starts at one of ``addresses`` (failing that: is one of ``sizes``).
+    """Live tensors whose storage starts at one of ``addresses`` (failing that: is one of ``sizes`` bytes).
 
-    Walks ``gc.get_objects()`` once; one tensor per storage; at most ``limit``.
+    Walks ``gc.get_objects()`` once; one tensor per storage (views of it are skipped); at most
+    ``limit``. Only tensors on ``device_type`` count (``"cuda"``; ``"cpu"`` lets the same search
+    be checked on a machine without a GPU).
     """
     wanted_addresses = set(addresses)
     wanted_sizes = set(sizes)
@@ -481,7 +484,7 @@ def live_cuda_tensors(
         return []
     for obj in gc.get_objects():
         try:
-            if not is_tensor(obj) or not obj.is_cuda:
+            if not is_tensor(obj) or obj.device.type != device_type:
                 continue
             storage = obj.untyped_storage()
             ptr = int(storage.data_ptr())

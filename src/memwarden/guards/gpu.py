@@ -62,7 +62,7 @@ class EmptyCachePolicy:
     seconds (injectable for tests); ``torch_module`` finds the program's torch (default:
     ``sys.modules.get("torch")``); ``history_size`` bounds the kept :class:`CacheRelease`
     records. Thread-safe; never raises into its caller (a failed call is kept in
-    ``last_error``).
+    ``last_error``, and so is the reason nothing was done when CUDA is not running).
     """
 
     def __init__(
@@ -117,8 +117,9 @@ class EmptyCachePolicy:
     def maybe_release(self) -> CacheRelease | None:
         """Empty the cache if it is over the threshold and the rate limit allows; what it did, or ``None``."""
         with self._lock:
-            torch, _ = torch_if_cuda_initialised(self._torch_module)
+            torch, why = torch_if_cuda_initialised(self._torch_module)
             if torch is None:
+                self.last_error = why  # nothing to release, and never a reason to start CUDA
                 return None
             now = self._clock()
             if self._last_at is not None and now - self._last_at < self.min_interval_s:
