@@ -260,7 +260,12 @@ def test_retention_signature_live() -> None:
     assert sparse.allocated_block_bytes < before.allocated_block_bytes + 0.1 * grown
     assert full.utilisation is not None
     assert sparse.utilisation is not None
-    assert sparse.utilisation < full.utilisation / 3
+    # the arenas the floats took are kept and nearly empty (judged on those arenas alone: the whole
+    # process's utilisation also counts what earlier tests left alive)
+    added_arena = sparse.arena_bytes - before.arena_bytes
+    added_live = sparse.allocated_block_bytes - before.allocated_block_bytes
+    assert added_live < 0.1 * added_arena
+    assert sparse.utilisation < full.utilisation
     del survivors
     emptied = probe.read()
     assert emptied.arenas_reclaimed > sparse.arenas_reclaimed  # empty arenas do go back
