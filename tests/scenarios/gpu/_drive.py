@@ -2,6 +2,13 @@
 
     python tests/scenarios/gpu/_drive.py gpu_leak --steps 120 --record --out result.json
     python tests/scenarios/gpu/_drive.py gpu_cache_retention --steps 150 --policy-threshold 268435456
+    python tests/scenarios/gpu/_drive.py gpu_leak --steps 120 --record --dump recorded/ --tag leak
+
+``--dump DIR`` also writes what the run saw, as fixtures of the shapes in tests/fixtures/gpu/
+(recorded, not built by hand): ``stats_<tag>.json`` (``torch.cuda.memory_stats(0)`` at the end),
+``series_<tag>.json`` (the probe's series, seconds since the first reading) and, with
+``--record``, ``snapshot_<tag>.json`` (``torch.cuda.memory._snapshot()``, its event history cut
+to the last 2,000 entries).
 
 It reads the GPU probe after every step (the sampler's job in ``memwarden run``), diagnoses
 the series, and optionally records allocation sites for the whole run (``--record``) and
@@ -49,6 +56,25 @@ def leak_line(name: str) -> int | None:
     return None
 
 
+def dump(
+    torch: Any, folder: Path, tag: str, series: dict[str, list[tuple[float, Any]]], *, snapshot: bool
+) -> None:
+    """Write the run's memory_stats, series and (while recording) snapshot as JSON fixtures."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0)}
+    stats = dict(torch.cuda.memory_stats(0))
+    (folder / f"stats_{tag}.json").write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    t0 = min((points[0][0] for points in series.values() if points), default=0.0)
+    recorded = {k: [[round(t - t0, 4), v] for t, v in points] for k, points in series.items()}
+    (folder / f"series_{tag}.json").write_text(
+        json.dumps({"description": f"recorded: {tag}", **meta, "series": recorded}, indent=1) + "\n"
+    )
+    if snapshot:
+        snap = torch.cuda.memory._snapshot()
+        snap["device_traces"] = [trace[-2000:] for trace in snap.get("device_traces", [])]
+        (folder / f"snapshot_{tag}.json").write_text(json.dumps(snap, default=str) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("scenario")
@@ -57,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--policy-threshold", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--dump", type=Path, default=None, help="write recorded fixtures to this folder")
+    parser.add_argument("--tag", default=None, help="fixture name suffix (default: the scenario)")
     args = parser.parse_args(argv)
 
     scenario = load_scenario(args.scenario)
@@ -87,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         recorder.start()
     sample(0)
     status = scenario.main(steps=args.steps, on_step=sample)
+    if args.dump is not None:
+        dump(torch, args.dump, args.tag or args.scenario, series, snapshot=recorder is not None)
     report = recorder.stop() if recorder is not None else None
 
     result: dict[str, Any] = {
