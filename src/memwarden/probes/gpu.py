@@ -17,7 +17,7 @@ initialised CUDA itself.
 
 Cost: one ``memory_stats`` call took about 70 µs per device on an H100 with torch 2.11
 (``benchmarks/gpu_probe.py`` measures it on your machine), so a read costs about
-70 µs x devices, plus about 20 µs of our own (60-70 µs for eight devices). The sampler reads
+70 µs x devices, plus about 5 µs of our own (25 µs for eight devices). The sampler reads
 this ``"cheap"`` probe every tick (1 s under ``memwarden run``, 10 s in production): under
 0.1 % of one core even with eight devices.
 """
