@@ -18,6 +18,7 @@ import pytest
 
 from memwarden.diagnosis._holders import (
     HolderPath,
+    _raw_traceback_reader,
     find_holders,
     sample_objects,
     search_holders,
@@ -500,3 +501,43 @@ def test_sample_objects_finds_objects_the_collector_does_not_track(
     # and on 3.11 the Session instances, which count as made where their attributes were)
     assert len(either) == 6 and all(gc.is_tracked(o) for o in either), [type(o) for o in either]
     assert any(type(o) is list for o in either)
+
+
+_PLAIN_INSTANCES_SOURCE = textwrap.dedent(
+    """\
+    class Point:
+        def __init__(self, i):
+            self.i = i  # a small int: nothing made here gives the instance away
+
+
+    POINTS = []
+
+
+    def add(n):
+        for i in range(n):
+            POINTS.append(Point(i))  # allocation: point
+    """
+)
+
+
+def test_instances_of_plain_classes_are_traced_to_their_line(
+    load_module: Callable[[str], types.ModuleType],
+) -> None:
+    """On 3.11 tracemalloc's own lookup misses them; memwarden reads them at their real address."""
+    mod = load_module(_PLAIN_INSTANCES_SOURCE)
+    line = _line_of(_PLAIN_INSTANCES_SOURCE, "point")
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start(5)
+    try:
+        mod.add(300)
+        reader, _ = _raw_traceback_reader()
+        traced = reader(mod.POINTS[-1])
+        found = sample_objects(str(mod.__file__), line, type_name="Point", limit=3)
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    assert traced is not None
+    assert (str(mod.__file__), line) in [tuple(frame) for frame in traced]
+    assert len(found) == 3
+    assert [p.path for p in find_holders(found)] == [f"{mod.__name__}.POINTS[<int>]"] * 3

@@ -31,6 +31,7 @@ import functools
 import gc
 import itertools
 import re
+import struct
 import sys
 import threading
 import time
@@ -715,7 +716,8 @@ def sample_objects(
     deadline = time.perf_counter() + time_budget_s
     same_file = _file_matcher(site_file)
     type_ok = _type_matcher(type_name)
-    get_traceback = _raw_traceback_reader()
+    get_traceback, sees_managed_dicts = _raw_traceback_reader()
+    untraceable = (lambda obj: False) if sees_managed_dicts else _untraceable
 
     def made_at_site(tb: Sequence[tuple[str, int]]) -> bool:
         return any(lineno == site_line and same_file(filename) for filename, lineno in tb)
@@ -779,7 +781,7 @@ def sample_objects(
             if tb is None:
                 # made before tracing began (or a 3.11 instance tracemalloc cannot name)
                 if (
-                    _untraceable(obj)
+                    untraceable(obj)
                     and type_ok(tp)
                     and any(
                         (t := get_traceback(c)) is not None and made_at_site(t) for c in get_referents(obj)
@@ -850,35 +852,70 @@ def _untracked_big_globals() -> list[object]:
     return list({id(c): c for c in out}.values())
 
 
-def _raw_traceback_reader() -> Callable[[object], Sequence[tuple[str, int]] | None]:
-    """A function giving an object's allocation traceback as plain ``(filename, lineno)`` pairs.
+def _raw_traceback_reader() -> tuple[Callable[[object], Sequence[tuple[str, int]] | None], bool]:
+    """A function giving an object's allocation traceback as plain ``(filename, lineno)`` pairs,
+    and whether it also sees the instances that CPython 3.11's tracemalloc misses.
 
     ``tracemalloc.get_object_traceback`` wraps every frame in a ``Frame`` object as it is read
     (and under tracing each of those allocations is traced too): a scan of 20,000 objects took
     2.5 s that way and 1.5 s with the raw pairs underneath it (the C function that the public
     one calls, present on 3.10-3.13).
+
+    On CPython 3.11 that function also misses every instance of a class with a managed
+    ``__dict__`` (ordinary classes, and ``torch.Tensor``): their memory starts two pointers
+    before the GC header, which it does not allow for (fixed in 3.12). For those the reader
+    asks tracemalloc's own C lookup, ``_PyTraceMalloc_GetTraceback(domain, address)``, at the
+    address where the memory really starts. It only looks the address up in tracemalloc's
+    table, under its lock, with the GIL held; without that function the second value is False.
     """
     raw = getattr(tracemalloc, "_get_object_traceback", None)
-    if callable(raw):
-        return raw  # type: ignore[no-any-return]
+    if not callable(raw):
 
-    def public(obj: object) -> Sequence[tuple[str, int]] | None:
-        tb = tracemalloc.get_object_traceback(obj)
-        return None if tb is None else [(f.filename, f.lineno) for f in tb]
+        def public(obj: object) -> Sequence[tuple[str, int]] | None:
+            tb = tracemalloc.get_object_traceback(obj)
+            return None if tb is None else [(f.filename, f.lineno) for f in tb]
 
-    return public
+        return public, False
+    by_address = _traceback_by_address() if sys.version_info[:2] == (3, 11) else None
+    if by_address is None:
+        return raw, False
+    flags = _TYPE_FLAGS
+    pre_header = 2 * _POINTER + _GC_HEAD  # the managed dict and weakref pointers, then the GC header
+
+    def read(obj: object) -> Sequence[tuple[str, int]] | None:
+        if flags.__get__(type(obj), type) & _MANAGED_DICT:
+            return by_address(0, id(obj) - pre_header)  # type: ignore[no-any-return]
+        return raw(obj)  # type: ignore[no-any-return]
+
+    return read, True
 
 
+_POINTER = struct.calcsize("P")
+_GC_HEAD = 2 * _POINTER  # PyGC_Head: two pointers on CPython 3.8-3.13
 _MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT on CPython 3.11
+
+
+def _traceback_by_address() -> Callable[[int, int], Any] | None:
+    """CPython's ``_PyTraceMalloc_GetTraceback(domain, ptr)`` through ctypes, or ``None``."""
+    try:
+        import ctypes
+
+        func = ctypes.pythonapi._PyTraceMalloc_GetTraceback
+    except (ImportError, AttributeError, OSError):
+        return None
+    func.restype = ctypes.py_object
+    func.argtypes = [ctypes.c_uint, ctypes.c_size_t]
+    return func
 
 
 def _untraceable(obj: object) -> bool:
     """Whether tracemalloc cannot name this object's allocation although it traced it.
 
     CPython 3.11's ``tracemalloc.get_object_traceback`` misses instances of ordinary classes
-    (their memory starts before the GC header, at the managed-dict pointers; fixed in 3.12).
-    Such an instance is taken as made at a site when an object it refers to was made there
-    (its ``__init__`` ran from that line): ``self.vector = [...]`` gives it away.
+    (see :func:`_raw_traceback_reader`, which finds them where ctypes can call tracemalloc's C
+    lookup). Where it cannot, such an instance is taken as made at a site when an object it
+    refers to was made there (its ``__init__`` ran from that line): ``self.vector = [...]``
+    gives it away.
     """
     return sys.version_info[:2] == (3, 11) and bool(_TYPE_FLAGS.__get__(type(obj), type) & _MANAGED_DICT)
 
