@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 ROOT = Path(__file__).parents[2]
-SCENARIO = ROOT / "tests" / "scenarios" / "torch" / "cpu_matmul.py"
+TORCH = ROOT / "tests" / "scenarios" / "torch"
+SCENARIO = TORCH / "cpu_matmul.py"
 
 
 @pytest.mark.slow
@@ -32,7 +33,7 @@ def test_memwarden_run_on_a_torch_cpu_program(tmp_path: Path, monkeypatch: pytes
     """The matmul loop: retention (not a leak), the GPU layer not read and why, CUDA never started."""
     report = tmp_path / "torch.json"
     monkeypatch.setenv("MEMWARDEN_TORCH_REPORT", str(report))
-    monkeypatch.setenv("MEMWARDEN_SCENARIO_SECONDS", "8")
+    monkeypatch.setenv("MEMWARDEN_SCENARIO_SECONDS", "12")  # the flat part decides
     out = run_memwarden(["run", "--json", "verdict.json", str(SCENARIO)], tmp_path)
     assert out.returncode == 0, out.stderr
     verdict = json.loads((tmp_path / "verdict.json").read_text())
@@ -47,6 +48,24 @@ def test_memwarden_run_on_a_torch_cpu_program(tmp_path: Path, monkeypatch: pytes
     assert not re.search(r"\w+Warning:", summary), summary
     seen = json.loads(report.read_text())
     assert seen == {"cuda_initialised": False, "lazy_init_calls": 0}
+
+
+@pytest.mark.slow
+def test_kept_cpu_tensors_are_named_with_their_line_and_holder(tmp_path: Path) -> None:
+    """Tensor data is native memory: native_leak, but with the line that makes the tensors and KEPT."""
+    leak = TORCH / "cpu_tensor_leak.py"
+    line = next(n for n, text in enumerate(leak.read_text().splitlines(), 1) if text.endswith("# the leak"))
+    out = run_memwarden(["run", "--json", "verdict.json", str(leak)], tmp_path)
+    assert out.returncode == 0, out.stderr
+    verdict = json.loads((tmp_path / "verdict.json").read_text())
+    assert verdict["verdict"] == "native_leak", verdict["summary"]
+    assert verdict["leak"] is True
+    assert (verdict["sites"][0]["file"], verdict["sites"][0]["line"]) == (str(leak), line)
+    # on CPython 3.11 tracemalloc cannot name a torch.Tensor's allocation itself; memwarden can
+    assert verdict["holders"][0]["path"] == "__main__.KEPT[<int>]"
+    assert verdict["holders"][0]["type"] == "torch.Tensor"
+    assert "torch.Tensor objects" in verdict["summary"] and "__main__.KEPT[<int>]" in verdict["summary"]
+    assert ".item()" in verdict["advice"][0]
 
 
 def test_memwarden_run_never_imports_torch_for_a_program_that_does_not(tmp_path: Path) -> None:

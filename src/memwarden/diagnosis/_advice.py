@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ._verdict import CacheGrowthInfo, Holder, Site, TypeGrowth
@@ -25,6 +26,15 @@ def advise(
     if verdict == "python_leak":
         out.extend(_python_leak(sites, types, holders, caches))
     elif verdict == "native_leak":
+        owner = kept_owner(sites, holders)
+        if owner is not None:
+            site, holder = owner
+            out.append(
+                f"{holder.path} keeps {holder.type} objects made at {site.file}:{site.line}, and each owns memory "
+                f"outside Python's heap: bound that container or drop the references. For tensors and arrays, "
+                f"keep only what you need of them (a number with .item(), a summary) rather than the object: it "
+                f"holds its whole storage and, with requires_grad, its autograd graph."
+            )
         out.append(
             "The growth is outside Python's allocators: look at C extensions, ctypes/cffi allocations that are never "
             "freed, and native libraries (run `memray run --native` or heaptrack on a short reproduction)."
@@ -133,3 +143,17 @@ def _python_leak(
             f"Objects allocated at {s.file}:{s.line}{fn} are never freed: find who keeps them and bound it."
         )
     return out
+
+
+def kept_owner(sites: Sequence[Site], holders: Sequence[Holder]) -> tuple[Site, Holder] | None:
+    """The top growing site and its holder when objects made there keep piling up in a container.
+
+    With growth outside Python's allocators, such objects are the likely owners of the memory
+    (a ``torch.Tensor`` or ``numpy.ndarray`` is a small Python object over a large native buffer).
+    """
+    if not sites or not holders:
+        return None
+    site, holder = sites[0], holders[0]
+    if site.count_diff <= 0 or site.size_diff_bytes <= 0 or holder.path.startswith("<"):
+        return None
+    return site, holder

@@ -25,9 +25,9 @@ from typing import Any
 
 from .._format import format_bytes, format_rate
 from ..timeline import Sample, series
-from ._advice import advise
+from ._advice import advise, kept_owner
 from ._evidence import Evidence, WindowEvidence
-from ._trend import Trend, analyse
+from ._trend import Trend, analyse, theil_sen
 from ._verdict import CacheGrowthInfo, Holder, Site, TypeGrowth, Verdict, VerdictName
 
 RSS = "process.rss_bytes"
@@ -405,41 +405,34 @@ def _freed_but_kept(
     """Sentences saying the process grew into memory it had freed, or ``None`` when it did not.
 
     Growth outside Python is freed memory that glibc keeps, not a native leak, when glibc's free
-    chunks (or what ``malloc_trim`` gave back at the end) account for at least half of it and
-    the bytes in use inside malloc account for less than half. A native leak grows malloc's
-    in-use bytes, which ``malloc_trim`` cannot return. Both are measured over the span the
-    ``growth`` trend analysed (after its warm-up: importing torch is not part of the growth).
+    chunks grow at least half as fast as RSS (or ``malloc_trim`` gave back at least half the
+    growth) while the bytes in use inside malloc (heap and mmapped chunks) grow under a tenth as
+    fast. A native leak grows malloc's in-use bytes, which ``malloc_trim`` cannot return; and a
+    leak that keeps a small piece of every request's memory fragments the heap, so its free
+    chunks grow too (a PyTorch loop keeping a 4 KiB slice of each step: free +33 MiB, in use
+    +15 MiB): the in-use bytes, not the free ones, tell them apart. The rates are Theil-Sen
+    slopes over the whole run, which one early jump (importing torch) does not move.
     """
-    grown = growth.growth_bytes
-    if grown < cfg.retention_min_bytes:
+    rate = growth.rate_per_s
+    if rate <= 0:
         return None
-    t0 = samples[0].mono + (growth.warmup_end_t or 0.0)
-    samples = [s for s in samples if s.mono >= t0 - 1e-9]
-    free_first, free_last = _first(samples, LIBC_FREE), _last(samples, LIBC_FREE)
-    free_grown = free_last - free_first if free_first is not None and free_last is not None else 0.0
-    trimmed = float(ev.trim.returned_bytes) if ev.trim is not None else 0.0
-    used_first, used_last = _first(samples, LIBC_IN_USE), _last(samples, LIBC_IN_USE)
-    if used_first is None or used_last is None:
+    used_t, used = _malloc_used(samples)
+    free_t, free = series(list(samples), LIBC_FREE)
+    if len(set(used_t)) < 2 or len(set(free_t)) < 2:
         return None  # no glibc numbers (another libc, or the probe off): nothing to tell them by
-    used_grown = used_last - used_first
-    if max(free_grown, trimmed) < 0.5 * grown or used_grown >= 0.5 * grown:
+    used_rate, _ = theil_sen(used_t, used)
+    free_rate, _ = theil_sen(free_t, free)
+    grown = growth.growth_bytes
+    trimmed = float(ev.trim.returned_bytes) if ev.trim is not None else 0.0
+    if (free_rate < 0.5 * rate and trimmed < 0.5 * grown) or used_rate >= 0.1 * rate:
         return None
     notes = [
-        f"the process grew {format_bytes(grown)}, but glibc's free chunks grew "
-        f"{format_bytes(free_grown, signed=True)} and its bytes in use only "
-        f"{format_bytes(used_grown, signed=True)}: the memory was freed, and glibc keeps it"
+        f"the process grew {format_rate(rate)}, but glibc's free chunks grew {format_rate(free_rate)} and "
+        f"its bytes in use {format_rate(used_rate)}: the memory was freed, and glibc keeps it"
     ]
     if ev.trim is not None:
-        notes.append(f"malloc_trim(0) gave back {format_bytes(trimmed)} of the {format_bytes(grown)} growth")
+        notes.append(f"malloc_trim(0) gave back {format_bytes(trimmed)} (the run grew {format_bytes(grown)})")
     return notes
-
-
-def _first(samples: Sequence[Sample], key: str) -> float | None:
-    for s in samples:
-        v = s.metrics.get(key)
-        if v is not None:
-            return float(v)
-    return None
 
 
 def _retention(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfig) -> tuple[float, list[str]]:
@@ -542,6 +535,14 @@ def _summary(
         )
         return f"Python objects leak at {format_rate(rate)}{_where(sites, holders)}{extra}."
     if verdict == "native_leak":
+        owner = kept_owner(sites, holders)
+        if owner is not None:
+            site, holder = owner
+            return (
+                f"Process memory grows {format_rate(growth.get('rss'))} outside Python's allocators, "
+                f"in step with {holder.type} objects{_where((site,), (holder,))}: objects that own native "
+                f"memory (tensors, arrays, a C library's buffers) are being kept."
+            )
         return (
             f"Process memory grows {format_rate(growth.get('rss'))} outside Python's allocators "
             f"(Python-visible allocations stay flat): a C extension, ctypes or native library keeps memory."

@@ -1,7 +1,7 @@
 """A PyTorch program on the CPU: matrix products in a loop, a scalar of each kept.
 
 Each step makes a 256x256 float32 matrix (256 KiB), multiplies it by itself and keeps only the
-0-d sum of the product (the last 2,000 of them). The step's matrices are freed when the next
+0-d sum of the product (the last 600 of them). The step's matrices are freed when the next
 step replaces them, so each new pair is allocated while the old pair is still alive. PyTorch's
 CPU allocator gets them from glibc, which keeps the freed chunks: RSS climbs by hundreds of MiB
 while the live data stays at a few MiB, and ``malloc_trim(0)`` gives it back. Not a leak:
@@ -50,7 +50,7 @@ def _report() -> None:
 
 atexit.register(_report)
 
-SCALARS: collections.deque[torch.Tensor] = collections.deque(maxlen=2000)
+SCALARS: collections.deque[torch.Tensor] = collections.deque(maxlen=600)
 
 
 def main() -> None:
