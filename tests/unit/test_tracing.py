@@ -87,6 +87,24 @@ def test_window_names_the_function_that_keeps_objects() -> None:
 
 
 @pytest.mark.usefixtures("not_tracing")
+def test_functions_can_be_named_after_tracing_stops() -> None:
+    """name_functions=False leaves the names out (parsing sources under tracing is slow); add them later."""
+    store: list[object] = []
+    with TracemallocWindow(frames=10) as window:
+        _keep_many(store)
+        bare = window.diff(top=5, name_functions=False)
+    assert bare and bare[0].function is None
+    assert all(f.function is None for f in bare[0].traceback)
+    named = window.name_functions(bare)
+    assert not tracemalloc.is_tracing()
+    assert (named[0].file, named[0].line, named[0].function) == (HERE, _line_of("keep"), "_keep_many")
+    assert named[0].traceback[-1] == Frame(HERE, _line_of("keep"), "_keep_many")
+    assert [(d.file, d.line, d.size_diff_bytes) for d in named] == [
+        (d.file, d.line, d.size_diff_bytes) for d in bare
+    ]
+
+
+@pytest.mark.usefixtures("not_tracing")
 def test_users_tracemalloc_session_is_left_untouched() -> None:
     """A session the user started with 3 frames is still tracing, with 3 frames, after the window."""
     tracemalloc.start(3)

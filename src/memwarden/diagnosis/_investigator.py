@@ -199,10 +199,12 @@ class Investigator:
         holders: tuple[Holder, ...] = ()
         traced_end = state["traced"]
         samples: list[object] = []
+        diffs: list[Any] = []
         owns_tracing = bool(getattr(window, "owns_tracing", True))  # close() resets it
         try:
             traced_end, _ = window.traced_bytes()
-            diffs = window.diff(group_by="traceback", top=self.config.top_sites)
+            # functions are named once tracing has stopped: that parses source files
+            diffs = window.diff(group_by="traceback", top=self.config.top_sites, name_functions=False)
             sites = tuple(_site_from_diff(d) for d in diffs)
             sampled_at = time.perf_counter()
             samples = self._sample_objects(sites)  # needs tracemalloc: before the window closes
@@ -214,6 +216,10 @@ class Investigator:
                 window.close()
             except Exception as exc:
                 notes.append(f"closing the window failed: {exc!r}")
+        try:
+            sites = tuple(_site_from_diff(d) for d in window.name_functions(diffs))
+        except Exception as exc:
+            notes.append(f"naming the sites' functions failed: {exc!r}")
         try:
             if state["census"] is not None:  # like the first one, once tracing has stopped
                 types = self._types_grown(state["census"])
@@ -267,6 +273,7 @@ class Investigator:
 
     def _sample_objects(self, sites: tuple[Site, ...]) -> list[object]:
         """A few live objects allocated at the first top site that still has some (one time budget for all)."""
+        from .._introspect import type_module
         from ._holders import is_memwarden_module, sample_objects
 
         deadline = time.monotonic() + self.config.sample_budget_s
@@ -281,7 +288,7 @@ class Investigator:
                 time_budget_s=left,
                 survivors_first=True,
             )
-            objs = [o for o in found if not is_memwarden_module(type(o).__module__)]
+            objs = [o for o in found if not is_memwarden_module(type_module(type(o)) or "")]
             if objs:
                 return objs[: self.config.holder_samples]
         return []

@@ -26,7 +26,7 @@ import importlib
 import linecache
 import os
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import ClassVar, Literal, Protocol
 
@@ -187,7 +187,9 @@ class TracemallocWindow:
                 kept.append(trace)
         return tracemalloc.Snapshot(kept, raw.traceback_limit)
 
-    def diff(self, group_by: GroupBy = "traceback", top: int | None = 10) -> list[SiteDiff]:
+    def diff(
+        self, group_by: GroupBy = "traceback", top: int | None = 10, *, name_functions: bool = True
+    ) -> list[SiteDiff]:
         """The sites that grew since the window opened, largest growth first.
 
         ``group_by="traceback"`` keeps different call paths to the same site apart (paths
@@ -195,6 +197,10 @@ class TracemallocWindow:
         ``group_by="lineno"`` merges every path into one entry per site line. Either way the
         traceback shown is that of the site's largest contributor. Only sites that grew are
         listed; ``top`` limits how many (None: all).
+
+        Naming the function of each frame parses its source file (once per file), which is
+        slow under tracing. With ``name_functions=False`` the functions are left ``None``:
+        call :meth:`name_functions` once tracing has stopped.
         """
         if group_by not in ("traceback", "lineno"):
             raise UsageError(f"group_by must be 'traceback' or 'lineno', not {group_by!r}")
@@ -224,7 +230,20 @@ class TracemallocWindow:
         )
         if top is not None:
             grown = grown[:top]
-        return [self._site_diff(s) for s in grown]
+        diffs = [self._site_diff(s) for s in grown]
+        return self.name_functions(diffs) if name_functions else diffs
+
+    def name_functions(self, diffs: Iterable[SiteDiff]) -> list[SiteDiff]:
+        """The same sites with the function around each frame's line filled in."""
+        name = self._functions.function_at
+        return [
+            dataclasses.replace(
+                d,
+                function=name(d.file, d.line),
+                traceback=tuple(Frame(f.file, f.line, name(f.file, f.line)) for f in d.traceback),
+            )
+            for d in diffs
+        ]
 
     def traced_bytes(self) -> tuple[int, int]:
         """(current, peak) bytes traced by tracemalloc; (0, 0) when nobody traces."""
@@ -313,20 +332,17 @@ class TracemallocWindow:
                 return i
         return len(frames) - 1
 
-    def _frame(self, filename: str, line: int) -> Frame:
-        return Frame(filename, line, self._functions.function_at(filename, line))
-
     def _site_diff(self, site: _Site) -> SiteDiff:
         filename, line = site.where
         return SiteDiff(
             file=filename,
             line=line,
-            function=self._functions.function_at(filename, line),
+            function=None,
             size_diff_bytes=site.size_diff,
             count_diff=site.count_diff,
             size_bytes=site.size,
             count=site.count,
-            traceback=tuple(self._frame(f, n) for f, n in site.largest),
+            traceback=tuple(Frame(f, n, None) for f, n in site.largest),
         )
 
 
