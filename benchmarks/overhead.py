@@ -20,6 +20,7 @@ steady-state cost while the program works: the "steady-state ratio" is
 ``(memwarden - memwarden's empty run) / (plain - plain's empty run)``.
 
     python benchmarks/overhead.py [--repetitions 5] [--rounds 90000] [--skip-tracemalloc] [--json results.json]
+    python benchmarks/overhead.py --workload benchmarks/_workload_torch.py --skip-tracemalloc   # PyTorch, CPU
 
 memwarden is imported from this checkout's ``src/`` when it is not installed. If ``memwarden run``
 fails, its stderr is printed and the script exits with status 1.
@@ -82,14 +83,16 @@ def make_modes(python: str) -> list[Mode]:
     ]
 
 
-def run_once(mode: Mode, workload_args: list[str], env: dict[str, str], scratch: Path) -> None:
+def run_once(
+    mode: Mode, workload_args: list[str], env: dict[str, str], scratch: Path, workload: Path = WORKLOAD
+) -> None:
     """Run the workload once in ``mode`` and record its wall and CPU time (and verdict)."""
     verdict_path = scratch / "verdict.json"
     verdict_path.unlink(missing_ok=True)
     command = list(mode.prefix)
     if mode.uses_memwarden:
         command += ["--json", str(verdict_path)]
-    command += [str(WORKLOAD), *workload_args]
+    command += [str(workload), *workload_args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -167,7 +170,15 @@ def print_table(rows: list[Summary], repetitions: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repetitions", "-n", type=int, default=5, help="runs per mode (default: 5)")
-    parser.add_argument("--rounds", type=int, default=90_000, help="workload size (default: 90000)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="workload size (default: the workload's own)"
+    )
+    parser.add_argument(
+        "--workload",
+        type=Path,
+        default=WORKLOAD,
+        help="a script taking --rounds N (default: _workload_alloc.py; _workload_torch.py is PyTorch on the CPU)",
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter to benchmark")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up runs")
@@ -182,22 +193,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = make_modes(args.python)
     if args.skip_tracemalloc:
         modes = [mode for mode in modes if mode.name != "tracemalloc"]
-    workload_args = ["--rounds", str(args.rounds)]
+    workload: Path = args.workload
+    workload_args = ["--rounds", str(args.rounds)] if args.rounds is not None else []
     print(
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
-        f"workload: {WORKLOAD.name} --rounds {args.rounds}"
+        f"workload: {workload.name} {' '.join(workload_args)}"
     )
     with tempfile.TemporaryDirectory(prefix="memwarden-overhead-") as tmp:
         scratch = Path(tmp)
         try:
             if not args.no_warmup:
-                run_once(Mode("warm-up", [args.python], uses_memwarden=False), workload_args, env, scratch)
-                run_once(Mode("warm-up", modes[1].prefix, uses_memwarden=True), workload_args, env, scratch)
+                warm = [Mode("warm-up", [args.python], False), Mode("warm-up", modes[1].prefix, True)]
+                for mode in warm:
+                    run_once(mode, workload_args, env, scratch, workload)
             for repetition in range(args.repetitions):
                 # Rotate the order each repetition so slow drifts of the machine hit every mode alike.
                 order = modes[repetition % len(modes) :] + modes[: repetition % len(modes)]
                 for mode in order:
-                    run_once(mode, workload_args, env, scratch)
+                    run_once(mode, workload_args, env, scratch, workload)
                     print(
                         f"  run {repetition + 1}/{args.repetitions} {mode.name:<16} "
                         f"{mode.wall_s[-1]:7.3f} s wall, {mode.cpu_s[-1]:7.3f} s CPU",
@@ -209,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
             for _ in range(args.repetitions):
                 for mode in empty:
-                    run_once(mode, ["--rounds", "0"], env, scratch)
+                    run_once(mode, ["--rounds", "0"], env, scratch, workload)
         except RunFailed as failure:
             print(f"\nmemwarden overhead benchmark: a run failed: {failure}", file=sys.stderr)
             return 1
@@ -237,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "load_average": os.getloadavg(),
             "repetitions": args.repetitions,
-            "workload": {"script": WORKLOAD.name, "rounds": args.rounds},
+            "workload": {"script": workload.name, "rounds": args.rounds},
             "target_ratio_at_1s": TARGET_RATIO_AT_1S,
             "modes": [dataclasses.asdict(row) for row in rows],
             "empty_program_wall_median_s": fixed,
