@@ -8,8 +8,8 @@ import random
 from memwarden.diagnosis._classify import DiagnosisConfig, classify
 from memwarden.diagnosis._evidence import EVENT_UNAVAILABLE, Evidence, TrimEvidence, WindowEvidence
 from memwarden.diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame
-from memwarden.testing import samples_from_series
 from memwarden.reporters.terminal import render_verdict
+from memwarden.testing import samples_from_series
 from memwarden.timeline import Event, Sample
 
 MiB = 1024 * 1024

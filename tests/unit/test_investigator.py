@@ -83,7 +83,7 @@ def test_a_window_opens_on_growth_and_names_the_site_and_the_holder(leaky: types
     top = window.sites[0]
     leak_line = next(n for n, text in enumerate(LEAKY_SOURCE.splitlines(), 1) if "# the leak" in text)
     assert (Path(top.file).name, top.line, top.function) == ("mw_leaky_app.py", leak_line, "remember")
-    assert [h.path for h in window.holders] == ["mw_leaky_app.KEPT[<int>]"]
+    assert [h.path for h in window.holders] == ["mw_leaky_app.KEPT[<int>]"], window.notes
     assert window.holders[0].root_kind == "module_global"
     assert any(n.startswith("opened because process.rss_bytes rose") for n in window.notes)
     assert any(n.endswith(" s") and "holder samples in" in n for n in window.notes), window.notes

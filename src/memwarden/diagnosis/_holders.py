@@ -760,10 +760,16 @@ def sample_objects(
     else:
         objects = gc.get_objects()
     try:
-        # Big containers that the collector does not track either (a global dict of str) are
-        # never listed by gc.get_objects(); they are few, and where a cache of strings grows.
-        for container in _untracked_big_globals():
+        # Big containers kept in module globals and class attributes come first: they are where
+        # leaks usually grow. Those the collector does not track (a global dict of str) are never
+        # listed by gc.get_objects(), and are looked into whole; a tracked list may be young, and
+        # the scan below reaches the young generations last, so its newest items are glanced at.
+        untracked, lists = _big_globals()
+        for container in untracked:
             if time.perf_counter() > deadline or take_loose_children(container):
+                break
+        for container in lists:
+            if time.perf_counter() > deadline or take_loose_children(container, _GLANCE):
                 break
         last_hit = 0
         for n, obj in enumerate(objects):
@@ -822,20 +828,26 @@ _PATIENCE = 4096
 """Objects to look at for a tracked sample, once there are enough untracked ones, before giving up."""
 
 
-def _untracked_big_globals() -> list[object]:
-    """Big containers that the collector does not track, kept in module globals or class attributes.
+def _big_globals() -> tuple[list[object], list[object]]:
+    """Big containers kept in module globals or class attributes: those the collector does not
+    track (any of ``_BIG_CONTAINERS``), and the tracked lists.
 
     A dict holding only strings and numbers is untracked, so ``gc.get_objects()`` never lists it,
     yet it is where a global cache of strings grows. Namespaces are read as dicts (no attribute
     lookups, no descriptors run) and without copies: under tracemalloc every allocation is
     traced, and a namespace that changes while it is read is skipped.
     """
-    out: list[object] = []
+    untracked: dict[int, object] = {}
+    lists: dict[int, object] = {}
     is_tracked = gc.is_tracked
 
     def keep(v: object) -> None:
-        if type(v) in _BIG_CONTAINERS and not is_tracked(v) and len(v) >= _BIG_LEN:  # type: ignore[arg-type]
-            out.append(v)
+        tp = type(v)
+        if tp in _BIG_CONTAINERS and len(v) >= _BIG_LEN:  # type: ignore[arg-type]
+            if not is_tracked(v):
+                untracked[id(v)] = v
+            elif tp is list:
+                lists[id(v)] = v
 
     for name, module in list(sys.modules.items()):
         namespace = module_namespace(module)
@@ -849,7 +861,7 @@ def _untracked_big_globals() -> list[object]:
                         keep(attr)
         except RuntimeError:  # changed size during iteration: another thread is importing
             continue
-    return list({id(c): c for c in out}.values())
+    return list(untracked.values()), list(lists.values())
 
 
 def _raw_traceback_reader() -> tuple[Callable[[object], Sequence[tuple[str, int]] | None], bool]:
