@@ -144,6 +144,7 @@ class Timeline:
                 with p.open("rb") as fh:
                     if fh.read(16) != b"SQLite format 3\x00":
                         raise TimelineError(path, "is not a memwarden timeline (not an SQLite file)")
+        conn: sqlite3.Connection | None = None
         try:
             if must_exist:
                 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
@@ -154,6 +155,8 @@ class Timeline:
                 conn.executescript(_DDL)
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()  # a corrupt file must not leave the connection open (3.13 warns)
             raise TimelineError(path, f"cannot be used as a timeline ({exc})") from None
         if not {"meta", "samples", "events"} <= tables:
             conn.close()

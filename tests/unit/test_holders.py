@@ -493,10 +493,16 @@ def test_sample_objects_finds_objects_the_collector_does_not_track(
     finally:
         if not was_tracing:
             tracemalloc.stop()
-    assert len(carts) == 6 and all(isinstance(c, dict) and c["sku"].startswith("SKU-") for c in carts)
     assert len(tokens) == 6 and all(isinstance(t, str) and t.startswith("token-") for t in tokens)
-    assert {p.path for p in find_holders(carts)} == {f"{mod.__name__}.Session.instances[<int>].cart[<int>]"}
     assert {p.path for p in find_holders(tokens)} == {f"{mod.__name__}.TOKENS[<int>]"}
+    assert len(carts) == 6
+    if sys.version_info < (3, 11):
+        # 3.10 makes each instance's own __dict__ at that line too; it is tracked, so it comes first
+        assert all(isinstance(c, dict) and "cart" in c for c in carts)
+        assert {p.path for p in find_holders(carts)} == {f"{mod.__name__}.Session.instances[<int>]"}
+        return
+    assert all(isinstance(c, dict) and c["sku"].startswith("SKU-") for c in carts)
+    assert {p.path for p in find_holders(carts)} == {f"{mod.__name__}.Session.instances[<int>].cart[<int>]"}
     # the line makes a tracked list and untracked dicts: what holds the dicts comes first (the lists,
     # and on 3.11 the Session instances, which count as made where their attributes were)
     assert len(either) == 6 and all(gc.is_tracked(o) for o in either), [type(o) for o in either]
@@ -546,9 +552,10 @@ def test_instances_of_plain_classes_are_traced_to_their_line(
 def test_a_young_global_list_is_looked_at_before_the_heap(
     load_module: Callable[[str], types.ModuleType], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Found in CI with torch imported: the scan reaches young generations last, past 500,000 old
+    """Found in CI with torch imported: the scan reaches young generations last, past 170,000 old
     objects, and ran out of time before the global list of small dicts (untracked, so they never
-    trigger a collection that would age the list). Module-global lists are glanced at first."""
+    trigger a collection that would age the list). Module-global lists are glanced at first.
+    (Strings here: 3.10 hands out dicts from a free list, which tracemalloc never saw made.)"""
     source = _UNTRACKED_SOURCE.replace("TOKENS = {}", "TOKENS = {}\nLOG = []") + LOG_SOURCE
     mod = load_module(source)
     line = _line_of(source, "log")
@@ -565,7 +572,7 @@ def test_a_young_global_list_is_looked_at_before_the_heap(
         if not was_tracing:
             tracemalloc.stop()
     assert len(found) == 5
-    assert all(type(o) is dict and "request" in o for o in found)
+    assert all(type(o) is str and o.startswith("request ") for o in found)
 
 
 LOG_SOURCE = textwrap.dedent(
@@ -573,6 +580,6 @@ LOG_SOURCE = textwrap.dedent(
 
     def log(n):
         for i in range(n):
-            LOG.append({"request": i, "path": f"/v1/chat/{i}"})  # allocation: log
+            LOG.append(f"request {i:06d} /v1/chat " + "x" * 40)  # allocation: log
     """
 )
