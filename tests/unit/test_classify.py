@@ -348,3 +348,43 @@ def test_native_growth_alongside_kept_objects_names_them_as_the_owners() -> None
     )
     assert bare.verdict == "native_leak"
     assert "C extension" in bare.summary
+
+
+def test_objects_in_a_full_bounded_deque_are_not_called_the_pile_up() -> None:
+    """A holder at its bound (a full deque(maxlen=N)) is named as such, not as where objects pile up."""
+    n = 20
+    rss = [300 * MiB + i * 5 * MiB for i in range(n)]
+    blocks = [80_000 + i * 1100 for i in range(n)]
+    site = Site("app/infer.py", 6, "step", 157_000, 1731, ())
+    bounded = Holder(
+        "torch.Tensor", "__main__.SCALARS[<int>]", "module_global", "collections.deque(maxlen=600), full"
+    )
+    window = WindowEvidence(3.0, 7.0, 16, True, 0, 182_000, sites=(site,), holders=(bounded,))
+    v = classify(
+        samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
+        Evidence(windows=(window,)),
+    )
+    assert v.verdict == "native_leak"
+    assert "C extension" in v.summary and "SCALARS" not in v.summary
+    assert Holder.from_json(bounded.to_json()) == bounded
+    text = io.StringIO()
+    render_verdict(v, text, color=False)
+    assert "collections.deque(maxlen=600), full" in text.getvalue()
+
+
+def test_python_leak_advice_says_a_full_bounded_holder_cannot_grow() -> None:
+    n = 20
+    rss = [100 * MiB + i * 400_000 for i in range(n)]
+    blocks = [10_000 + i * 2000 for i in range(n)]
+    holder = Holder(
+        "dict", "app.HISTORY[<str>][<int>]", "module_global", "collections.deque(maxlen=50), full"
+    )
+    window = WindowEvidence(
+        3.0, 7.0, 16, True, 0, 7 * 480_000, sites=(_window(0, 1, 1).sites[0],), holders=(holder,)
+    )
+    v = classify(
+        samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
+        Evidence(windows=(window,)),
+    )
+    assert v.verdict == "python_leak"
+    assert any("cannot grow" in a and "app.HISTORY[<str>][<int>]" in a for a in v.advice), v.advice

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gc
 import importlib
 import sys
@@ -583,3 +584,24 @@ LOG_SOURCE = textwrap.dedent(
             LOG.append(f"request {i:06d} /v1/chat " + "x" * 40)  # allocation: log
     """
 )
+
+
+def test_a_full_bounded_deque_is_named_as_the_bound() -> None:
+    """Objects in a deque at its maxlen: the path says so; one in a deque with room, or a list, does not."""
+    mod = types.ModuleType("mw_bounded_app")
+    mod.WINDOW = collections.deque((object() for _ in range(50)), maxlen=50)
+    mod.ROOMY = collections.deque((object() for _ in range(10)), maxlen=50)
+    mod.PLAIN = [object()]
+    sys.modules[mod.__name__] = mod
+    try:
+        full, roomy, plain = find_holders([mod.WINDOW[-1], mod.ROOMY[-1], mod.PLAIN[0]])
+    finally:
+        del sys.modules[mod.__name__]
+    assert full.path == "mw_bounded_app.WINDOW[<int>]"
+    assert full.bound == "collections.deque(maxlen=50), full"
+    assert (roomy.bound, plain.bound) == (None, None)
+    patterns = summarise_paths([full, full, roomy])
+    assert [(p.path, p.count, p.bound) for p in patterns] == [
+        ("mw_bounded_app.WINDOW[<int>]", 2, "collections.deque(maxlen=50), full"),
+        ("mw_bounded_app.ROOMY[<int>]", 1, None),
+    ]

@@ -97,7 +97,13 @@ def _python_leak(
             continue  # not found, or the same container seen from one level up or down
         seen.append(path)
         low = path.lower()
-        if h.root_kind == "lru_cache" or "<lru_cache>" in path:
+        if h.bound is not None:
+            out.append(
+                f"The objects sit in {path}, a {h.bound}: that container cannot grow. If memory still grows, it is "
+                f"in what holds it (more such containers: one per conversation, request or key that never "
+                f"expires) or elsewhere; bound or expire the outer collection."
+            )
+        elif h.root_kind == "lru_cache" or "<lru_cache>" in path:
             if not unbounded:
                 out.append(
                     f"{path} keeps every result: give the lru_cache a maxsize, or key it on something bounded."
@@ -156,4 +162,6 @@ def kept_owner(sites: Sequence[Site], holders: Sequence[Holder]) -> tuple[Site, 
     site, holder = sites[0], holders[0]
     if site.count_diff <= 0 or site.size_diff_bytes <= 0 or holder.path.startswith("<"):
         return None
+    if holder.bound is not None:
+        return None  # a full bounded container (a deque at its maxlen) is not where they pile up
     return site, holder

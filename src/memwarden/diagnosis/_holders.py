@@ -78,13 +78,16 @@ class HolderPath:
 
     ``type`` is the object's qualified type name; ``path`` reads like the code that would reach
     it (``app.cache.EMBEDDINGS._cache[<str>]``); ``root_kind`` says what kind of holder is at the
-    base of it; ``depth`` counts the references from the root to the object.
+    base of it; ``depth`` counts the references from the root to the object. ``bound`` is set when
+    the container right above the object has a bound it has reached (``"collections.deque(maxlen=50),
+    full"``): that container cannot grow further, though what holds it still may.
     """
 
     type: str
     path: str
     root_kind: RootKind
     depth: int
+    bound: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +99,7 @@ class HolderPattern:
     root_kind: RootKind
     depth: int
     count: int
+    bound: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,8 +307,18 @@ class _Search:
             else:
                 root, objs = item
                 path, kind = _PathWriter(root, objs).write()
-                out.append(HolderPath(type_name, path, kind, len(objs) - 1))
+                bound = _full_bound(objs[-2]) if len(objs) >= 2 else None
+                out.append(HolderPath(type_name, path, kind, len(objs) - 1, bound))
         return tuple(out)
+
+
+def _full_bound(container: object) -> str | None:
+    """``"collections.deque(maxlen=N), full"`` for a deque at its bound; ``None`` otherwise."""
+    if type(container) is deque:
+        maxlen = container.maxlen
+        if maxlen is not None and len(container) >= maxlen:
+            return f"collections.deque(maxlen={maxlen}), full"
+    return None
 
 
 def _resolve(root: object, ids: list[int]) -> list[object] | None:
@@ -669,11 +683,13 @@ def summarise_paths(paths: Iterable[HolderPath]) -> list[HolderPattern]:
     Paths already name dict keys and list positions by type (``[<str>]``, ``[<int>]``); here
     thread names that differ only by a number (``Thread-3``, ``Thread-7``) are merged too.
     """
-    counts: dict[tuple[str, str, RootKind, int], int] = {}
+    counts: dict[tuple[str, str, RootKind, int, str | None], int] = {}
     for p in paths:
-        key = (p.type, _shape(p.path), p.root_kind, p.depth)
+        key = (p.type, _shape(p.path), p.root_kind, p.depth, p.bound)
         counts[key] = counts.get(key, 0) + 1
-    patterns = [HolderPattern(t, path, kind, depth, n) for (t, path, kind, depth), n in counts.items()]
+    patterns = [
+        HolderPattern(t, path, kind, depth, n, bound) for (t, path, kind, depth, bound), n in counts.items()
+    ]
     patterns.sort(key=lambda p: (-p.count, p.depth, p.path))
     return patterns
 

@@ -300,7 +300,7 @@ class Investigator:
 
         holders: list[Holder] = []
         for p in summarise_paths(find_holders(samples, time_budget_s=self.config.holder_budget_s)):
-            h = Holder(p.type, p.path, p.root_kind)
+            h = Holder(p.type, p.path, p.root_kind, p.bound)
             if h not in holders:
                 holders.append(h)
         # a sample caught in flight (a request's temporaries) has no holder: say so only if none was found
@@ -358,13 +358,13 @@ class Investigator:
                     report.sites[0],
                     time_budget_s=self.config.holder_budget_s,
                 )
-                holders = [{"type": p.type, "path": p.path, "root_kind": p.root_kind} for p in paths]
+                holders = [Holder(p.type, p.path, p.root_kind, p.bound).to_json() for p in paths]
             except Exception as exc:
                 self._notes.append(f"GPU holder search failed: {exc!r}")
         data = report.to_event_data(holders)
         self._gpu_sites = tuple(Site.from_json(x) for x in data["sites"])
         self._gpu_holders = tuple(
-            Holder(h["type"], h["path"], h.get("root_kind", "unknown")) for h in holders
+            Holder(h["type"], h["path"], h.get("root_kind", "unknown"), h.get("bound")) for h in holders
         )
         if sampler.timeline is not None:
             sampler.timeline.add_event(EVENT_GPU_SITES, data)

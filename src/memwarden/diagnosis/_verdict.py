@@ -108,13 +108,15 @@ class Holder:
     type: str
     path: str
     root_kind: str = "unknown"
+    bound: str | None = None
+    """Set when the container right above the objects is bounded and full (a full ``deque(maxlen=N)``)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "path": self.path, "root_kind": self.root_kind}
+        return {"type": self.type, "path": self.path, "root_kind": self.root_kind, "bound": self.bound}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Holder:
-        return cls(d["type"], d["path"], d.get("root_kind", "unknown"))
+        return cls(d["type"], d["path"], d.get("root_kind", "unknown"), d.get("bound"))
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,8 @@ def render_verdict(
             )
         )
     for h in verdict.holders[:3]:
-        con.print(Text(f"held by: {h.path}  [{h.type}, {h.root_kind}]"))
+        bound = f", {h.bound}" if h.bound else ""
+        con.print(Text(f"held by: {h.path}  [{h.type}, {h.root_kind}{bound}]"))
     for c in verdict.caches[:5]:
         bound = "unbounded" if c.maxsize is None else f"maxsize {c.maxsize:,}"
         con.print(
