@@ -388,3 +388,36 @@ def test_python_leak_advice_says_a_full_bounded_holder_cannot_grow() -> None:
     )
     assert v.verdict == "python_leak"
     assert any("cannot grow" in a and "app.HISTORY[<str>][<int>]" in a for a in v.advice), v.advice
+
+
+def test_a_sampled_gc_sawtooth_with_glibc_free_chunks_is_not_retention() -> None:
+    """Seen on CPython 3.12: collections every 2 s sampled every 1 s, glibc holding 24 MiB free at the end."""
+    blocks = [75_649, 281_197, 486_561, 279_011, 484_328, 612_026, 80_909, 199_126, 77_995, 78_821]
+    rss = [22, 38, 54, 38, 54, 60, 44, 49, 52, 57]
+    samples = samples_from_series(
+        {
+            "process.rss_bytes": [r * MiB for r in rss],
+            "objects.allocated_blocks": blocks,
+            "pymalloc.arena_bytes": [20 * MiB] * 10,
+            "pymalloc.allocated_block_bytes": [7 * MiB] * 10,
+            "libc.free_bytes": [24 * MiB] * 10,
+            "libc.in_use_bytes": [10 * MiB] * 10,
+        }
+    )
+    v = classify(samples, Evidence(trim=TrimEvidence(57 * MiB, 34 * MiB, 23 * MiB)))
+    assert v.verdict == "stable", v.evidence
+
+
+def test_a_working_set_freed_over_two_samples_is_still_retention() -> None:
+    """One free that spreads over two samples is one knock-down, not a sawtooth."""
+    blocks = [75_000, 2_000_000, 2_000_000, 1_200_000, 200_000, 200_000, 205_000, 201_000, 203_000, 200_000]
+    samples = samples_from_series(
+        {
+            "process.rss_bytes": [300 * MiB] * 10,
+            "objects.allocated_blocks": blocks,
+            "pymalloc.arena_bytes": [250 * MiB] * 10,
+            "pymalloc.allocated_block_bytes": [30 * MiB] * 10,
+        }
+    )
+    v = classify(samples, Evidence())
+    assert v.verdict == "allocator_retention", v.evidence

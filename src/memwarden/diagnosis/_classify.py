@@ -387,11 +387,16 @@ def _freed_for_good(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfi
     """Whether live memory fell and stayed down (retention), rather than rising again (a sawtooth).
 
     A collector's sawtooth also leaves freed memory with the allocator at its low points, but the
-    program fills it again at once: that is ordinary reuse, not memory held for nothing.
+    program fills it again at once: that is ordinary reuse, not memory held for nothing. Live
+    blocks knocked down twice or more, filled again in between, are such a sawtooth, whatever
+    ``malloc_trim`` gave back at the end (the memory the last collection freed, which the next
+    cycle would have filled again).
     """
+    blocks = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
+    if _knockdowns(blocks) >= 2:
+        return False
     if ev.trim is not None and ev.trim.returned_bytes >= cfg.retention_min_bytes:
         return True
-    blocks = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
     if len(blocks) < 3:
         return True  # nothing to tell a sawtooth by: judge on the sizes alone
     peak = max(blocks)
@@ -433,6 +438,33 @@ def _freed_but_kept(
     if ev.trim is not None:
         notes.append(f"malloc_trim(0) gave back {format_bytes(trimmed)} (the run grew {format_bytes(grown)})")
     return notes
+
+
+def _knockdowns(values: Sequence[float], fall: float = 0.3, rise: float = 0.1) -> int:
+    """How many times ``values`` were knocked down by ``fall`` of their range, with a refill between.
+
+    A knock-down counts when the series drops that far below its running peak; the next one counts
+    only after the series rose again by ``rise`` of its range. A collector's sawtooth sampled every
+    second (collections every 2 s: 486k, 279k, 612k, 80k, 199k blocks) has two or more; a working set
+    freed once has one, even when the free spreads over two samples.
+    """
+    if len(values) < 3:
+        return 0
+    span = max(values) - min(values)
+    if span <= 0:
+        return 0
+    count, armed = 0, True
+    peak = trough = values[0]
+    for v in values[1:]:
+        if armed:
+            peak = max(peak, v)
+            if peak - v >= fall * span:
+                count, armed, trough = count + 1, False, v
+        else:
+            trough = min(trough, v)
+            if v - trough >= rise * span:
+                armed, peak = True, v
+    return count
 
 
 def _retention(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfig) -> tuple[float, list[str]]:
