@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import importlib
 import sys
@@ -527,23 +528,30 @@ _PLAIN_INSTANCES_SOURCE = textwrap.dedent(
 )
 
 
+@contextlib.contextmanager
+def _tracing(frames: int = 5) -> Iterator[None]:
+    """tracemalloc on for the block, unless the test run already traces (then it is left alone)."""
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start(frames)
+    try:
+        yield
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+
+
 def test_instances_of_plain_classes_are_traced_to_their_line(
     load_module: Callable[[str], types.ModuleType],
 ) -> None:
     """On 3.11 tracemalloc's own lookup misses them; memwarden reads them at their real address."""
     mod = load_module(_PLAIN_INSTANCES_SOURCE)
     line = _line_of(_PLAIN_INSTANCES_SOURCE, "point")
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(5)
-    try:
+    with _tracing():
         mod.add(300)
         reader, _ = _raw_traceback_reader()
         traced = reader(mod.POINTS[-1])
         found = sample_objects(str(mod.__file__), line, type_name="Point", limit=3)
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
     assert traced is not None
     assert (str(mod.__file__), line) in [tuple(frame) for frame in traced]
     assert len(found) == 3
@@ -560,18 +568,12 @@ def test_a_young_global_list_is_looked_at_before_the_heap(
     source = _UNTRACKED_SOURCE.replace("TOKENS = {}", "TOKENS = {}\nLOG = []") + LOG_SOURCE
     mod = load_module(source)
     line = _line_of(source, "log")
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(5)
-    try:
+    with _tracing():
         mod.log(400)
         # stand for a heap too big to scan in the time given: the scan finds nothing
-        monkeypatch.setattr(gc, "get_objects", lambda generation=None: [])
-        found = sample_objects(str(mod.__file__), line, limit=5)
-    finally:
-        monkeypatch.undo()
-        if not was_tracing:
-            tracemalloc.stop()
+        with monkeypatch.context() as patched:
+            patched.setattr(gc, "get_objects", lambda generation=None: [])
+            found = sample_objects(str(mod.__file__), line, limit=5)
     assert len(found) == 5
     assert all(type(o) is str and o.startswith("request ") for o in found)
 
