@@ -25,13 +25,19 @@ __all__ = [
     "is_a",
     "module_file",
     "module_namespace",
+    "type_bare_name",
+    "type_bases",
+    "type_flags",
     "type_module",
     "type_mro",
     "type_name",
     "type_namespace",
+    "type_qualname",
 ]
 
 _TYPE_MRO = type.__dict__["__mro__"]
+_TYPE_BASES = type.__dict__["__bases__"]
+_TYPE_FLAGS = type.__dict__["__flags__"]
 _TYPE_DICT = type.__dict__["__dict__"]
 _TYPE_MODULE = type.__dict__["__module__"]
 _TYPE_QUALNAME = type.__dict__["__qualname__"]
@@ -78,12 +84,34 @@ def type_module(cls: type) -> str | None:
     return module if is_a(module, str) else None
 
 
+def type_bases(cls: type) -> tuple[type, ...]:
+    """``cls.__bases__``, read past any metaclass."""
+    bases: tuple[type, ...] = _TYPE_BASES.__get__(cls, type)
+    return bases
+
+
+def type_flags(cls: type) -> int:
+    """``cls.__flags__`` (the C-level ``tp_flags``), read past any metaclass."""
+    flags: int = _TYPE_FLAGS.__get__(cls, type)
+    return flags
+
+
+def type_qualname(cls: type) -> str:
+    """``cls.__qualname__`` (``__name__`` if that was deleted), read past any metaclass."""
+    try:
+        return str(_TYPE_QUALNAME.__get__(cls, type))
+    except Exception:
+        return str(_TYPE_NAME.__get__(cls, type))
+
+
+def type_bare_name(cls: type) -> str:
+    """``cls.__name__``, read past any metaclass."""
+    return str(_TYPE_NAME.__get__(cls, type))
+
+
 def type_name(cls: type) -> str:
     """``module.QualName`` of a type, builtins by their bare name, read past any metaclass."""
-    try:
-        qualname = str(_TYPE_QUALNAME.__get__(cls, type))
-    except Exception:
-        qualname = str(_TYPE_NAME.__get__(cls, type))
+    qualname = type_qualname(cls)
     module = type_module(cls)
     if module is None or module == "builtins":
         return qualname
