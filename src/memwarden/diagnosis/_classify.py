@@ -231,12 +231,17 @@ def classify(
 
 def _full_bounded_cache(caches: Sequence[CacheGrowthInfo], sites: tuple[Site, ...]) -> CacheGrowthInfo | None:
     """A bounded cache, now at its bound, whose function is where the top sites allocate."""
-    names = {(s.function or "").rsplit(".", 1)[-1] for s in sites[:3]} - {""}
     for c in caches:
         full = c.maxsize is not None and c.maxsize > 0 and c.currsize >= c.maxsize
-        if full and c.growth_per_s > 0 and c.name.rsplit(".", 1)[-1] in names:
+        if full and c.growth_per_s > 0 and _in_top_sites(c, sites):
             return c
     return None
+
+
+def _in_top_sites(cache: CacheGrowthInfo, sites: Sequence[Site]) -> bool:
+    """Whether a cache's function is the function of one of the top three growing sites."""
+    names = {(s.function or "").rsplit(".", 1)[-1] for s in sites[:3]} - {""}
+    return cache.name.rsplit(".", 1)[-1] in names
 
 
 _MIN_CACHE_ENTRIES = 100
@@ -256,10 +261,7 @@ def _worth_naming(cache: CacheGrowthInfo, sites: Sequence[Site] = ()) -> bool:
     top = cache.name.split(".", 1)[0]
     if top == "memwarden" or (cache.maxsize is not None and top in sys.stdlib_module_names):
         return False
-    if cache.currsize >= _MIN_CACHE_ENTRIES:
-        return True
-    functions = {(s.function or "").rsplit(".", 1)[-1] for s in sites[:3]} - {""}
-    return cache.name.rsplit(".", 1)[-1] in functions
+    return cache.currsize >= _MIN_CACHE_ENTRIES or _in_top_sites(cache, sites)
 
 
 # -- trends -------------------------------------------------------------------------------------------
@@ -393,7 +395,7 @@ def _freed_for_good(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfi
     cycle would have filled again).
     """
     blocks = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
-    if _knockdowns(blocks) >= 2:
+    if _refilled_falls(blocks) >= 2:
         return False
     if ev.trim is not None and ev.trim.returned_bytes >= cfg.retention_min_bytes:
         return True
@@ -440,13 +442,15 @@ def _freed_but_kept(
     return notes
 
 
-def _knockdowns(values: Sequence[float], fall: float = 0.3, rise: float = 0.1) -> int:
+def _refilled_falls(values: Sequence[float], fall: float = 0.3, rise: float = 0.1) -> int:
     """How many times ``values`` were knocked down by ``fall`` of their range, with a refill between.
 
-    A knock-down counts when the series drops that far below its running peak; the next one counts
+    A fall counts when the series drops that far below its running peak; the next one counts
     only after the series rose again by ``rise`` of its range. A collector's sawtooth sampled every
     second (collections every 2 s: 486k, 279k, 612k, 80k, 199k blocks) has two or more; a working set
-    freed once has one, even when the free spreads over two samples.
+    freed once has one, even when the free spreads over two samples. (The trend's own knock-down
+    detector, ``_trend._knockdowns``, is made for long series and takes a peak climbed and lost
+    within three samples for a spike: it finds none in the ten samples above.)
     """
     if len(values) < 3:
         return 0
