@@ -363,9 +363,7 @@ class Investigator:
                 self._notes.append(f"GPU holder search failed: {exc!r}")
         data = report.to_event_data(holders)
         self._gpu_sites = tuple(Site.from_json(x) for x in data["sites"])
-        self._gpu_holders = tuple(
-            Holder(h["type"], h["path"], h.get("root_kind", "unknown"), h.get("bound")) for h in holders
-        )
+        self._gpu_holders = tuple(Holder.from_json(h) for h in holders)
         if sampler.timeline is not None:
             sampler.timeline.add_event(EVENT_GPU_SITES, data)
 
