@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import gc
 import importlib
 import sys
@@ -27,6 +26,8 @@ from memwarden.diagnosis._holders import (
     summarise_paths,
 )
 from memwarden.exceptions import ProbeUnavailable, UsageError
+
+from ._support import tracing
 
 APP_SOURCE = textwrap.dedent(
     """\
@@ -334,10 +335,7 @@ def test_sample_objects_finds_objects_allocated_at_a_site(app: types.ModuleType)
     """Objects whose allocation traceback includes the site line are found, tracked or not."""
     emb_line = _line_of(APP_SOURCE, "embedding")
     names_line = _line_of(APP_SOURCE, "names")
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(5)
-    try:
+    with tracing():
         # enough objects that most come from fresh memory, not from CPython's free lists
         # (an object reused from a free list was never seen allocated by tracemalloc)
         for i in range(500):
@@ -347,9 +345,6 @@ def test_sample_objects_finds_objects_allocated_at_a_site(app: types.ModuleType)
         embeddings = sample_objects(site_file, emb_line, type_name="Embedding", limit=5)
         names = sample_objects(site_file, names_line, type_name="str", limit=3)
         anything = sample_objects(site_file, emb_line, limit=50)
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
     assert len(embeddings) == 5
     assert all(type(e).__name__ == "Embedding" for e in embeddings)
     assert len({id(e) for e in embeddings}) == 5
@@ -429,10 +424,7 @@ def test_sample_objects_can_look_at_survivors_first(app: types.ModuleType) -> No
     import gc
 
     emb_line = _line_of(APP_SOURCE, "embedding")
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(5)
-    try:
+    with tracing():
         for i in range(200):
             app.EMBEDDINGS.get(f"old-{i}")
         gc.collect()  # the old ones are now in the oldest generation
@@ -441,9 +433,6 @@ def test_sample_objects_can_look_at_survivors_first(app: types.ModuleType) -> No
         found = sample_objects(
             str(app.__file__), emb_line, type_name="Embedding", limit=5, survivors_first=True
         )
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
     assert len(found) == 5
     assert all(getattr(e, "key", "").startswith("old-") for e in found), [
         getattr(e, "key", None) for e in found
@@ -477,10 +466,7 @@ def test_sample_objects_finds_objects_the_collector_does_not_track(
     Neither the dicts nor the global dict are gc-tracked, so gc.get_objects() lists none of them:
     the dicts are reached through the list made with them, the global dict through the module.
     """
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(5)
-    try:
+    with tracing():
         mod = load_module(_UNTRACKED_SOURCE)
         for i in range(400):
             mod.Session(i)
@@ -492,9 +478,6 @@ def test_sample_objects_finds_objects_the_collector_does_not_track(
         )
         tokens = sample_objects(str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "token"), limit=6)
         either = sample_objects(str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "cart"), limit=6)
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
     assert len(tokens) == 6 and all(isinstance(t, str) and t.startswith("token-") for t in tokens)
     assert {p.path for p in find_holders(tokens)} == {f"{mod.__name__}.TOKENS[<int>]"}
     assert len(carts) == 6
@@ -528,26 +511,13 @@ _PLAIN_INSTANCES_SOURCE = textwrap.dedent(
 )
 
 
-@contextlib.contextmanager
-def _tracing(frames: int = 5) -> Iterator[None]:
-    """tracemalloc on for the block, unless the test run already traces (then it is left alone)."""
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(frames)
-    try:
-        yield
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
-
-
 def test_instances_of_plain_classes_are_traced_to_their_line(
     load_module: Callable[[str], types.ModuleType],
 ) -> None:
     """On 3.11 tracemalloc's own lookup misses them; memwarden reads them at their real address."""
     mod = load_module(_PLAIN_INSTANCES_SOURCE)
     line = _line_of(_PLAIN_INSTANCES_SOURCE, "point")
-    with _tracing():
+    with tracing():
         mod.add(300)
         reader, _ = _raw_traceback_reader()
         traced = reader(mod.POINTS[-1])
@@ -568,7 +538,7 @@ def test_a_young_global_list_is_looked_at_before_the_heap(
     source = _UNTRACKED_SOURCE.replace("TOKENS = {}", "TOKENS = {}\nLOG = []") + LOG_SOURCE
     mod = load_module(source)
     line = _line_of(source, "log")
-    with _tracing():
+    with tracing():
         mod.log(400)
         # stand for a heap too big to scan in the time given: the scan finds nothing
         with monkeypatch.context() as patched:

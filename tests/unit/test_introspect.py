@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
-import tracemalloc
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,8 @@ from memwarden._introspect import is_a, module_file, module_namespace, type_modu
 from memwarden.diagnosis._caches import find_caches
 from memwarden.diagnosis._holders import find_holders, sample_objects
 from memwarden.probes.objects import census
+
+from ._support import tracing
 
 TRIPWIRE_SOURCE = textwrap.dedent(
     """
@@ -126,16 +127,10 @@ def test_type_and_module_facts_are_read_past_metaclasses_and_module_subclasses(
 def test_heap_walks_run_none_of_the_hosts_code(tripwire: types.ModuleType) -> None:
     """Census, cache scan, object sampling and the holder search leave the tripwires untouched."""
     log = tripwire.LOG
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(5)
-    try:
+    with tracing():
         tripwire.grow(400)
         log.clear()
         kept = sample_objects(str(tripwire.__dict__["__file__"]), _line("kept"), limit=3)
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
     counted = census(top=None, include_untracked=True)
     caches = find_caches()
     paths = find_holders(kept)
