@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args(argv)
-    from memwarden.diagnosis._holders import sample_objects
+    from memwarden.attribution._holders import sample_objects
 
     print(f"{'background objects':>18} {'shape':<18} {'found':>5} {'seconds':>8}")
     for background in (100_000, 1_000_000):

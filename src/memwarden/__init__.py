@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from ._monitor import Monitor, diagnose, diagnose_timeline, start, stop
 from ._version import __version__
-from .diagnosis import DiagnosisConfig, InvestigatorConfig, Verdict, classify
-from .diagnosis._caches import find_caches, unwatch, watch
-from .diagnosis._holders import find_holders
+from .attribution import InvestigatorConfig
+from .diagnosis import DiagnosisConfig, Verdict, classify
+from .attribution._caches import find_caches, unwatch, watch
+from .attribution._holders import find_holders
 from .exceptions import MemwardenError, ProbeUnavailable, ProgramNotFound, TimelineError, UsageError
 from .guards.gpu import EmptyCachePolicy
 from .probes import default_probes

@@ -23,7 +23,7 @@ from typing import Any
 
 from .diagnosis._classify import DiagnosisConfig, classify
 from .diagnosis._evidence import EVENT_VERDICT, Evidence
-from .diagnosis._investigator import Investigator, InvestigatorConfig
+from .attribution._investigator import Investigator, InvestigatorConfig
 from .diagnosis._verdict import Verdict
 from .exceptions import UsageError
 from .probes import GcPauseTimer, default_probes
@@ -39,7 +39,7 @@ class Monitor:
     ``interval`` is the tick in seconds (10 s suits production; ``memwarden run`` uses 1 s).
     ``db`` is a timeline file to write (or an open :class:`Timeline`); ``None`` keeps samples only in
     memory. ``investigate`` opens tracemalloc windows when growth is suspected (see
-    :mod:`memwarden.diagnosis._investigator`); turn it off to only sample.
+    :mod:`memwarden.attribution._investigator`); turn it off to only sample.
     """
 
     def __init__(

@@ -98,10 +98,10 @@ def test_the_gpu_parts_stand_back_when_torch_has_no_cuda_running(tmp_path: Path)
             """
             import json
             import torch
-            from memwarden.diagnosis._gpu_history import (
+            from memwarden.attribution._gpu_history import (
                 GpuAllocationSite, GpuHistoryRecorder, find_gpu_holders, live_cuda_tensors,
             )
-            from memwarden.diagnosis._holders import find_holders
+            from memwarden.attribution._holders import find_holders
             from memwarden.guards.gpu import EmptyCachePolicy
             from memwarden.probes.gpu import GpuProbe
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from memwarden.diagnosis._caches import (
+from memwarden.attribution._caches import (
     CacheGrowth,
     CacheInfo,
     cache_growth,

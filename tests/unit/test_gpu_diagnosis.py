@@ -24,7 +24,7 @@ from memwarden.diagnosis._gpu import (
     classify_gpu,
     diagnose_gpu,
 )
-from memwarden.diagnosis._gpu_history import (
+from memwarden.attribution._gpu_history import (
     FrameClassifier,
     GpuHistoryRecorder,
     find_gpu_holders,

@@ -147,7 +147,7 @@ def test_importing_the_gpu_modules_imports_no_torch(tmp_path: Path) -> None:
         "import sys\n"
         "from memwarden.probes.gpu import GpuProbe\n"
         "from memwarden.guards.gpu import EmptyCachePolicy\n"
-        "from memwarden.diagnosis._gpu_history import GpuHistoryRecorder\n"
+        "from memwarden.attribution._gpu_history import GpuHistoryRecorder\n"
         "print(GpuProbe().available().reason)\n"
         "print(GpuProbe().available().reason)\n"
         "print(EmptyCachePolicy().maybe_release())\n"

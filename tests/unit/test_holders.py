@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from memwarden.diagnosis._holders import (
-    HolderPath,
+from memwarden.diagnosis._verdict import Holder
+from memwarden.attribution._holders import (
     _raw_traceback_reader,
     find_holders,
     sample_objects,
@@ -146,7 +146,7 @@ def app(load_module: Callable[[str], types.ModuleType]) -> types.ModuleType:
     return load_module(APP_SOURCE)
 
 
-def _one(target: object) -> HolderPath:
+def _one(target: object) -> Holder:
     paths = find_holders([target])
     assert len(paths) == 1
     return paths[0]
@@ -369,12 +369,12 @@ def test_sample_objects_needs_tracing() -> None:
 def test_summarise_paths_collapses_same_shapes_and_numbered_threads() -> None:
     """Equal paths and thread names differing only by number collapse; most common first."""
     paths = [
-        HolderPath("app.Item", "app.CACHE[<str>]", "module_global", 2),
-        HolderPath("app.Item", "app.CACHE[<str>]", "module_global", 2),
-        HolderPath("app.Item", "app.CACHE[<str>]", "module_global", 2),
-        HolderPath("app.Item", "<thread Worker-1> app:run() locals.batch[<int>]", "frame_local", 2),
-        HolderPath("app.Item", "<thread Worker-12> app:run() locals.batch[<int>]", "frame_local", 2),
-        HolderPath("app.Other", "app.CACHE[<str>]", "module_global", 2),
+        Holder("app.Item", "app.CACHE[<str>]", "module_global", depth=2),
+        Holder("app.Item", "app.CACHE[<str>]", "module_global", depth=2),
+        Holder("app.Item", "app.CACHE[<str>]", "module_global", depth=2),
+        Holder("app.Item", "<thread Worker-1> app:run() locals.batch[<int>]", "frame_local", depth=2),
+        Holder("app.Item", "<thread Worker-12> app:run() locals.batch[<int>]", "frame_local", depth=2),
+        Holder("app.Other", "app.CACHE[<str>]", "module_global", depth=2),
     ]
     patterns = summarise_paths(paths)
     assert [(p.type, p.path, p.count) for p in patterns] == [

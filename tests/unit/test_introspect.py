@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from memwarden._introspect import is_a, module_file, module_namespace, type_module, type_name
-from memwarden.diagnosis._caches import find_caches
-from memwarden.diagnosis._holders import find_holders, sample_objects
+from memwarden.attribution._caches import find_caches
+from memwarden.attribution._holders import find_holders, sample_objects
 from memwarden.probes.objects import census
 
 from ._support import tracing

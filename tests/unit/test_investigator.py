@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from memwarden.diagnosis._investigator import Investigator, InvestigatorConfig, suspect_growth
+from memwarden.attribution._investigator import Investigator, InvestigatorConfig, suspect_growth
 from memwarden.sampler import Sampler
 from memwarden.testing import FakeClock, ReplayProbe, samples_from_series
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._monitor import Monitor
-from ..diagnosis._investigator import InvestigatorConfig
+from ..attribution._investigator import InvestigatorConfig
 from ..diagnosis._verdict import Verdict
 from ..exceptions import ProgramNotFound, UsageError
 from ..sampler import validate_interval

@@ -1,10 +1,15 @@
-"""Diagnosis: from sampled layers and live evidence to a verdict with sites, holders and advice."""
+"""Diagnosis: from sampled layers and evidence to a verdict with sites, holders and advice.
+
+Everything here is pure: the same samples and evidence give the same verdict, and nothing in this
+package reads the live process or acts on it. Live work (tracemalloc windows, the type census, holder
+searches, cache scans, GPU allocation history) is in :mod:`memwarden.attribution`; actions on the
+host (``gc.collect()``, ``malloc_trim``) are in :mod:`memwarden.guards`.
+"""
 
 from __future__ import annotations
 
 from ._classify import DiagnosisConfig, classify, layer_figures
 from ._evidence import Evidence, TrimEvidence, WindowEvidence
-from ._investigator import Investigator, InvestigatorConfig
 from ._verdict import (
     LEAK_VERDICTS,
     SCHEMA,
@@ -25,8 +30,6 @@ __all__ = [
     "DiagnosisConfig",
     "Evidence",
     "Holder",
-    "Investigator",
-    "InvestigatorConfig",
     "Site",
     "SourceFrame",
     "TrimEvidence",

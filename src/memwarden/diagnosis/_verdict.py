@@ -103,20 +103,46 @@ class TypeGrowth:
 
 @dataclass(frozen=True)
 class Holder:
-    """Who keeps growing objects alive: a path from a root (module global, class attribute ...)."""
+    """Who keeps objects alive: a path from a root (a module global, a class attribute, a frame ...).
+
+    ``type`` is the held object's qualified type name; ``path`` reads like the code that would reach
+    it (``app.cache.EMBEDDINGS._cache[<str>]``); ``root_kind`` says what kind of root is at the base of
+    it (``module_global``, ``class_attribute``, ``closure``, ``lru_cache``, ``thread_local``,
+    ``frame_local`` or ``unknown``). ``bound`` is set when the container right above the objects is
+    bounded and full (a full ``deque(maxlen=N)``): that container cannot grow, though what holds it may.
+    ``depth`` counts the references from the root to the object (0 when unknown); ``count`` is how many
+    objects were found held along paths of this shape (1 for one object's path).
+
+    :func:`memwarden.find_holders` returns one per object; the verdict lists them collapsed by shape.
+    """
 
     type: str
     path: str
     root_kind: str = "unknown"
     bound: str | None = None
-    """Set when the container right above the objects is bounded and full (a full ``deque(maxlen=N)``)."""
+    depth: int = 0
+    count: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "path": self.path, "root_kind": self.root_kind, "bound": self.bound}
+        return {
+            "type": self.type,
+            "path": self.path,
+            "root_kind": self.root_kind,
+            "bound": self.bound,
+            "depth": self.depth,
+            "count": self.count,
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Holder:
-        return cls(d["type"], d["path"], d.get("root_kind", "unknown"), d.get("bound"))
+        return cls(
+            d["type"],
+            d["path"],
+            d.get("root_kind", "unknown"),
+            d.get("bound"),
+            int(d.get("depth", 0)),
+            int(d.get("count", 1)),
+        )
 
 
 @dataclass(frozen=True)

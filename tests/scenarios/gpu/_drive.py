@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from memwarden.diagnosis._gpu import diagnose_gpu
-from memwarden.diagnosis._gpu_history import GpuHistoryRecorder, find_gpu_holders
+from memwarden.attribution._gpu_history import GpuHistoryRecorder, find_gpu_holders
 from memwarden.guards.gpu import EmptyCachePolicy
 from memwarden.probes._base import flatten, to_jsonable
 from memwarden.probes.gpu import GpuProbe

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 from memwarden._introspect import is_a, module_namespace, type_module, type_namespace
-from memwarden.diagnosis._holders import attribute_name, is_memwarden_module, qualified_type_name
+from memwarden.attribution._holders import attribute_name, is_memwarden_module, qualified_type_name
 from memwarden.exceptions import UsageError
 
 CacheKind = Literal["lru_cache", "cachetools", "watched"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..probes.own import OwnFootprint
-from ._evidence import (
+from ..diagnosis._evidence import (
     EVENT_CACHES,
     EVENT_GPU_SITES,
     EVENT_TRIM,
@@ -37,7 +37,7 @@ from ._evidence import (
     TrimEvidence,
     WindowEvidence,
 )
-from ._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
+from ..diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
 
 if TYPE_CHECKING:
     from ..sampler import Sampler
@@ -298,14 +298,13 @@ class Investigator:
             return ()
         from ._holders import find_holders, summarise_paths
 
-        holders: list[Holder] = []
-        for p in summarise_paths(find_holders(samples, time_budget_s=self.config.holder_budget_s)):
-            h = Holder(p.type, p.path, p.root_kind, p.bound)
-            if h not in holders:
-                holders.append(h)
+        holders: dict[tuple[str, str, str, str | None], Holder] = {}
+        for h in summarise_paths(find_holders(samples, time_budget_s=self.config.holder_budget_s)):
+            # patterns that differ only in depth are one holder to the reader: keep the commonest
+            holders.setdefault((h.type, h.path, h.root_kind, h.bound), h)
         # a sample caught in flight (a request's temporaries) has no holder: say so only if none was found
-        found = [h for h in holders if not h.path.startswith("<")]
-        return tuple((found or holders)[:5])
+        found = [h for h in holders.values() if not h.path.startswith("<")]
+        return tuple((found or list(holders.values()))[:5])
 
     # -- the GPU: PyTorch's allocation history ---------------------------------------------------------
 
@@ -358,7 +357,7 @@ class Investigator:
                     report.sites[0],
                     time_budget_s=self.config.holder_budget_s,
                 )
-                holders = [Holder(p.type, p.path, p.root_kind, p.bound).to_json() for p in paths]
+                holders = [p.to_json() for p in paths]
             except Exception as exc:
                 self._notes.append(f"GPU holder search failed: {exc!r}")
         data = report.to_event_data(holders)

@@ -35,7 +35,7 @@ from ..probes._base import Availability
 from ..probes.gpu import TorchModuleSource, torch_if_cuda_initialised
 
 if TYPE_CHECKING:
-    from ._holders import HolderPath
+    from ..diagnosis._verdict import Holder
 
 __all__ = [
     "GpuAllocationReport",
@@ -506,11 +506,11 @@ def live_cuda_tensors(
 
 def find_gpu_holders(
     torch: Any, site: GpuAllocationSite, *, max_targets: int = 5, **options: Any
-) -> list[HolderPath]:
+) -> list[Holder]:
     """Who keeps the tensors of ``site`` alive: the holder paths of a few of its live tensors.
 
     Finds live CUDA tensors at the site's block addresses (or of its requested sizes) and
-    passes them to the holder search (``memwarden.diagnosis._holders.find_holders``, with
+    passes them to the holder search (``memwarden.attribution._holders.find_holders``, with
     ``options`` passed through). Returns ``[]`` when CUDA is not running or none is found.
     """
     if torch is None or not getattr(getattr(torch, "cuda", None), "is_initialized", lambda: False)():

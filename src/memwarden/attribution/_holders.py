@@ -54,6 +54,7 @@ from memwarden._introspect import (
     type_qualname,
 )
 from memwarden._introspect import type_name as _type_name
+from memwarden.diagnosis._verdict import Holder
 from memwarden.exceptions import ProbeUnavailable, UsageError
 from memwarden.probes._codemap import CodePlaces, default_code_places
 
@@ -72,36 +73,6 @@ _CHECK_EVERY = 4096
 
 
 @dataclasses.dataclass(frozen=True)
-class HolderPath:
-    """How one object is kept alive: a path from a root, in the user's words.
-
-    ``type`` is the object's qualified type name; ``path`` reads like the code that would reach
-    it (``app.cache.EMBEDDINGS._cache[<str>]``); ``root_kind`` says what kind of holder is at the
-    base of it; ``depth`` counts the references from the root to the object. ``bound`` is set when
-    the container right above the object has a bound it has reached (``"collections.deque(maxlen=50),
-    full"``): that container cannot grow further, though what holds it still may.
-    """
-
-    type: str
-    path: str
-    root_kind: RootKind
-    depth: int
-    bound: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class HolderPattern:
-    """Many holder paths of the same shape, collapsed into one, with how many there were."""
-
-    type: str
-    path: str
-    root_kind: RootKind
-    depth: int
-    count: int
-    bound: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class HolderSearch:
     """The outcome of one holder search: the paths, and what the search cost.
 
@@ -109,7 +80,7 @@ class HolderSearch:
     every object; ``stop_reason`` says why it stopped.
     """
 
-    paths: tuple[HolderPath, ...]
+    paths: tuple[Holder, ...]
     nodes_visited: int
     elapsed_s: float
     complete: bool
@@ -128,7 +99,7 @@ def find_holders(
     *,
     max_nodes: int = DEFAULT_MAX_NODES,
     time_budget_s: float = DEFAULT_TIME_BUDGET_S,
-) -> list[HolderPath]:
+) -> list[Holder]:
     """One holder path per target, in the order given (see :func:`search_holders`)."""
     return list(search_holders(targets, max_nodes=max_nodes, time_budget_s=time_budget_s).paths)
 
@@ -279,7 +250,7 @@ class _Search:
             ids.append(current)
             current = parent
 
-    def describe(self, targets: list[object]) -> tuple[HolderPath, ...]:
+    def describe(self, targets: list[object]) -> tuple[Holder, ...]:
         """Name the path to each target.
 
         Every path is found again (by ``gc.get_referents``) before any is named: naming reads
@@ -298,16 +269,16 @@ class _Search:
             root, ids = found
             objs = _resolve(root.obj, ids)
             resolved.append((root, objs) if objs is not None else "<path changed while it was being read>")
-        out: list[HolderPath] = []
+        out: list[Holder] = []
         for target, item in zip(targets, resolved, strict=True):
             type_name = qualified_type_name(type(target))
             if isinstance(item, str):
-                out.append(HolderPath(type_name, item, "unknown", 0))
+                out.append(Holder(type_name, item, "unknown"))
             else:
                 root, objs = item
                 path, kind = _PathWriter(root, objs).write()
                 bound = _full_bound(objs[-2]) if len(objs) >= 2 else None
-                out.append(HolderPath(type_name, path, kind, len(objs) - 1, bound))
+                out.append(Holder(type_name, path, kind, bound, len(objs) - 1))
         return tuple(out)
 
 
@@ -676,18 +647,18 @@ def _lru_cache_dict(wrapper: object) -> object:
     return None
 
 
-def summarise_paths(paths: Iterable[HolderPath]) -> list[HolderPattern]:
+def summarise_paths(paths: Iterable[Holder]) -> list[Holder]:
     """Collapse paths of the same shape into one pattern each, most common first.
 
     Paths already name dict keys and list positions by type (``[<str>]``, ``[<int>]``); here
     thread names that differ only by a number (``Thread-3``, ``Thread-7``) are merged too.
     """
-    counts: dict[tuple[str, str, RootKind, int, str | None], int] = {}
+    counts: dict[tuple[str, str, str, int, str | None], int] = {}
     for p in paths:
         key = (p.type, _shape(p.path), p.root_kind, p.depth, p.bound)
         counts[key] = counts.get(key, 0) + 1
     patterns = [
-        HolderPattern(t, path, kind, depth, n, bound) for (t, path, kind, depth, bound), n in counts.items()
+        Holder(t, path, kind, bound, depth, n) for (t, path, kind, depth, bound), n in counts.items()
     ]
     patterns.sort(key=lambda p: (-p.count, p.depth, p.path))
     return patterns
@@ -864,7 +835,7 @@ def _big_globals() -> tuple[list[object], list[object]]:
             elif tp is list:
                 lists[id(v)] = v
 
-    # the same walk as the cache finder's names (diagnosis._caches._names_for), in one pass and
+    # the same walk as the cache finder's names (attribution._caches._names_for), in one pass and
     # without copies: it runs under tracing, where a shared two-pass walk took 0.25 s, not 0.21 s
     for name, module in list(sys.modules.items()):
         namespace = module_namespace(module)
