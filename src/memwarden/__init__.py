@@ -9,9 +9,9 @@ from __future__ import annotations
 from ._monitor import Monitor, diagnose, diagnose_timeline, start, stop
 from ._version import __version__
 from .attribution import InvestigatorConfig
-from .diagnosis import DiagnosisConfig, Verdict, classify
 from .attribution._caches import find_caches, unwatch, watch
 from .attribution._holders import find_holders
+from .diagnosis import DiagnosisConfig, Verdict, classify
 from .exceptions import MemwardenError, ProbeUnavailable, ProgramNotFound, TimelineError, UsageError
 from .guards.gpu import EmptyCachePolicy
 from .probes import default_probes

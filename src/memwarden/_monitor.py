@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from .attribution._investigator import Investigator, InvestigatorConfig
 from .diagnosis._classify import DiagnosisConfig, classify
 from .diagnosis._evidence import EVENT_VERDICT, Evidence
-from .attribution._investigator import Investigator, InvestigatorConfig
 from .diagnosis._verdict import Verdict
 from .exceptions import UsageError
 from .probes import GcPauseTimer, default_probes

@@ -11,6 +11,13 @@ from typing import Any
 
 import pytest
 
+from memwarden.attribution._gpu_history import (
+    FrameClassifier,
+    GpuHistoryRecorder,
+    find_gpu_holders,
+    live_cuda_tensors,
+    parse_snapshot,
+)
 from memwarden.diagnosis._evidence import EVENT_GPU_SITES, Evidence
 from memwarden.diagnosis._gpu import (
     ALLOC_RETRIES,
@@ -23,13 +30,6 @@ from memwarden.diagnosis._gpu import (
     GpuThresholds,
     classify_gpu,
     diagnose_gpu,
-)
-from memwarden.attribution._gpu_history import (
-    FrameClassifier,
-    GpuHistoryRecorder,
-    find_gpu_holders,
-    live_cuda_tensors,
-    parse_snapshot,
 )
 from memwarden.exceptions import ProbeUnavailable
 from memwarden.probes._base import flatten

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from memwarden.diagnosis._verdict import Holder
 from memwarden.attribution._holders import (
     _raw_traceback_reader,
     find_holders,
@@ -25,6 +24,7 @@ from memwarden.attribution._holders import (
     search_holders,
     summarise_paths,
 )
+from memwarden.diagnosis._verdict import Holder
 from memwarden.exceptions import ProbeUnavailable, UsageError
 
 from ._support import tracing

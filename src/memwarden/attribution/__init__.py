@@ -19,4 +19,12 @@ from ._caches import CacheInfo, find_caches, unwatch, watch
 from ._holders import find_holders
 from ._investigator import Investigator, InvestigatorConfig
 
-__all__ = ["CacheInfo", "Investigator", "InvestigatorConfig", "find_caches", "find_holders", "unwatch", "watch"]
+__all__ = [
+    "CacheInfo",
+    "Investigator",
+    "InvestigatorConfig",
+    "find_caches",
+    "find_holders",
+    "unwatch",
+    "watch",
+]

@@ -657,9 +657,7 @@ def summarise_paths(paths: Iterable[Holder]) -> list[Holder]:
     for p in paths:
         key = (p.type, _shape(p.path), p.root_kind, p.depth, p.bound)
         counts[key] = counts.get(key, 0) + 1
-    patterns = [
-        Holder(t, path, kind, bound, depth, n) for (t, path, kind, depth, bound), n in counts.items()
-    ]
+    patterns = [Holder(t, path, kind, bound, depth, n) for (t, path, kind, depth, bound), n in counts.items()]
     patterns.sort(key=lambda p: (-p.count, p.depth, p.path))
     return patterns
 

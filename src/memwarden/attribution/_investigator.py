@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..probes.own import OwnFootprint
 from ..diagnosis._evidence import (
     EVENT_CACHES,
     EVENT_GPU_SITES,
@@ -38,6 +37,7 @@ from ..diagnosis._evidence import (
     WindowEvidence,
 )
 from ..diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
+from ..probes.own import OwnFootprint
 
 if TYPE_CHECKING:
     from ..sampler import Sampler

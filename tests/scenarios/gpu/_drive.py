@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from memwarden.diagnosis._gpu import diagnose_gpu
 from memwarden.attribution._gpu_history import GpuHistoryRecorder, find_gpu_holders
+from memwarden.diagnosis._gpu import diagnose_gpu
 from memwarden.guards.gpu import EmptyCachePolicy
 from memwarden.probes._base import flatten, to_jsonable
 from memwarden.probes.gpu import GpuProbe
