@@ -2,45 +2,57 @@
 
 Importing memwarden starts nothing: sampling begins with :func:`start`, a :class:`Monitor`, or the
 ``memwarden run`` command.
+
+The flow is one way: probes (one per layer) -> :class:`Sampler` (a daemon thread) -> :class:`Timeline`
+(SQLite) -> attribution (live evidence) -> diagnosis (a pure :class:`Verdict`) -> reporters, exporters
+and guards, which plug in as observers of each :class:`Tick`.
 """
 
 from __future__ import annotations
 
-from ._monitor import Monitor, diagnose, diagnose_timeline, start, stop
+from ._monitor import Monitor, diagnose, reset, start, stop
 from ._version import __version__
-from .attribution import InvestigatorConfig
-from .attribution._caches import find_caches, unwatch, watch
-from .attribution._holders import find_holders
-from .diagnosis import DiagnosisConfig, Verdict, classify
+from .attribution import CacheInfo, InvestigatorConfig, find_caches, find_holders, unwatch, watch
+from .diagnosis import DiagnosisConfig, Evidence, Holder, Site, TypeGrowth, Verdict
 from .exceptions import MemwardenError, ProbeUnavailable, ProgramNotFound, TimelineError, UsageError
-from .guards.gpu import EmptyCachePolicy
+from .guards.actions import ActionResult
+from .guards.gpu import CacheRelease, EmptyCachePolicy
 from .probes import default_probes
 from .probes.tracing import TracemallocWindow
-from .sampler import Sampler
-from .timeline import Sample, Timeline
+from .sampler import Observer, Sampler, Tick
+from .timeline import Event, Sample, Timeline
 
 __all__ = [
+    "ActionResult",
+    "CacheInfo",
+    "CacheRelease",
     "DiagnosisConfig",
     "EmptyCachePolicy",
+    "Event",
+    "Evidence",
+    "Holder",
     "InvestigatorConfig",
     "MemwardenError",
     "Monitor",
+    "Observer",
     "ProbeUnavailable",
     "ProgramNotFound",
     "Sample",
     "Sampler",
+    "Site",
+    "Tick",
     "Timeline",
     "TimelineError",
     "TracemallocWindow",
+    "TypeGrowth",
     "UsageError",
     "Verdict",
     "__version__",
-    "classify",
     "default_probes",
     "diagnose",
-    "diagnose_timeline",
     "find_caches",
     "find_holders",
+    "reset",
     "start",
     "stop",
     "unwatch",

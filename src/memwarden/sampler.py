@@ -6,12 +6,17 @@ ring buffer in memory and, when a :class:`~memwarden.timeline.Timeline` is given
 
 The sampler never hurts its host: a probe that raises is counted and skipped (the error is kept for
 :meth:`Sampler.status`), an unavailable layer is recorded once with its reason, and observers (the
-diagnosis' investigator, guards) run in the same thread under the same protection.
+investigator, guards, exporters) run in the same thread under the same protection.
+
+Observers see a :class:`Tick`: this tick's sample, the latest reading of each layer, the recent
+samples and ``record(kind, data)`` to write an event. They never get the sampler itself, so none of
+them can reconfigure sampling, write samples or reach another observer.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import threading
 import time
@@ -22,13 +27,61 @@ from typing import Any, ClassVar, Protocol
 
 from .exceptions import ProbeUnavailable, UsageError
 from .probes._base import Availability, Metrics, Probe, flatten
-from .timeline import Sample, Timeline
+from .timeline import Event, Sample, Timeline
 
 
-class SampleObserver(Protocol):
-    """Called in the sampler's thread after each tick (e.g. the investigator, a guard)."""
+class Tick:
+    """What an observer is shown after each tick: narrow, read-only, plus :meth:`record`.
 
-    def __call__(self, sampler: Sampler, sample: Sample) -> None: ...
+    ``sample`` is this tick's sample; ``started_mono`` the monotonic time sampling started;
+    ``interval`` the sampler's cadence in seconds.
+    """
+
+    __slots__ = ("_sampler", "interval", "sample", "started_mono")
+
+    def __init__(self, sampler: Sampler, sample: Sample) -> None:
+        self._sampler = sampler
+        self.sample = sample
+        self.started_mono = sampler.started_mono if sampler.started_mono is not None else sample.mono
+        self.interval = sampler.interval
+
+    @property
+    def mono(self) -> float:
+        """This tick's monotonic time (seconds)."""
+        return self.sample.mono
+
+    def now(self) -> float:
+        """The sampler's monotonic clock now (seconds)."""
+        return self._sampler.clock()
+
+    def latest(self, layer: str) -> Any:
+        """The latest reading (a frozen dataclass) of ``layer``, or ``None`` if it was never read."""
+        return self._sampler.latest(layer)
+
+    def recent(self, n: int | None = None) -> list[Sample]:
+        """The last ``n`` samples (all those in the in-memory ring by default), oldest first."""
+        ring = self._sampler.ring
+        if n is None or n >= len(ring):
+            return list(ring)
+        return list(itertools.islice(ring, len(ring) - max(n, 0), None))
+
+    def record(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Write an event (the timeline's, when there is one; always the sampler's recent events)."""
+        self._sampler.record(kind, data)
+
+    def unavailable(self) -> dict[str, str]:
+        """``{layer: why}`` for each layer that cannot be read right now."""
+        return {st.layer: st.reason for st in self._sampler.status() if not st.available}
+
+
+class Observer(Protocol):
+    """Called in the sampler's thread after each tick (the investigator, a guard, an exporter).
+
+    It must be quick (it delays the next tick) and may raise: the error is kept in
+    :attr:`Sampler.observer_errors`, and sampling goes on.
+    """
+
+    def __call__(self, tick: Tick) -> None: ...
 
 
 @dataclass
@@ -121,7 +174,7 @@ class Sampler:
     slow_interval: float | None = None
     ring_size: int = 600
     timeline: Timeline | None = None
-    observers: list[SampleObserver] = field(default_factory=list)
+    observers: list[Observer] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     recheck_every: int = 5
@@ -147,6 +200,8 @@ class Sampler:
         self._tick_lock = threading.Lock()
         self.ticks = 0
         self.observer_errors: collections.deque[str] = collections.deque(maxlen=20)
+        self.events: collections.deque[Event] = collections.deque(maxlen=200)
+        """The latest events recorded through :meth:`record` (the timeline keeps them all)."""
         self.started_mono: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -228,12 +283,29 @@ class Sampler:
                     self.timeline.append(sample)
                 except Exception as exc:  # a full disk must not stop the program we watch
                     self.observer_errors.append(f"timeline write failed: {exc!r}")
+        tick = Tick(self, sample)
         for observer in list(self.observers):
             try:
-                observer(self, sample)
+                observer(tick)
             except Exception as exc:
                 self.observer_errors.append(f"{observer!r}: {exc!r}")
         return sample
+
+    def tick(self) -> Tick:
+        """A :class:`Tick` on the latest sample (for work done outside the loop, such as at stop)."""
+        if not self.ring:
+            raise UsageError("nothing has been sampled yet (start the sampler first)")
+        return Tick(self, self.ring[-1])
+
+    def record(self, kind: str, data: Mapping[str, Any], t: float | None = None) -> None:
+        """Keep an event in memory and write it to the timeline, if there is one (never raises)."""
+        event = Event(self.wall_clock() if t is None else t, kind, dict(data))
+        self.events.append(event)
+        if self.timeline is not None:
+            try:
+                self.timeline.add_event(kind, event.data, t=event.t)
+            except Exception as exc:  # a full disk must not stop the program we watch
+                self.observer_errors.append(f"event write failed: {exc!r}")
 
     def refresh_availability(self) -> None:
         """Ask unavailable probes again (a program may have initialised CUDA since)."""
@@ -267,4 +339,4 @@ class Sampler:
         return list(self.ring)
 
 
-__all__ = ["LayerStatus", "PackedMetrics", "SampleObserver", "Sampler", "validate_interval"]
+__all__ = ["LayerStatus", "Observer", "PackedMetrics", "Sampler", "Tick", "validate_interval"]

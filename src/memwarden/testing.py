@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import make_dataclass
 from typing import Any, ClassVar
 
-from .exceptions import ProbeUnavailable
+from .exceptions import ProbeUnavailable, UsageError
 from .probes._base import Availability, Cost
 from .timeline import Sample
 
@@ -90,7 +90,7 @@ def samples_from_series(
     """Samples at a fixed ``interval`` from ``{"process.rss_bytes": [...], ...}`` (lists of equal length)."""
     lengths = {len(v) for v in series.values()}
     if len(lengths) != 1:
-        raise ValueError(f"every series must have the same length, got {sorted(lengths)}")
+        raise UsageError(f"every series must have the same length, got {sorted(lengths)}")
     (n,) = lengths
     return [
         Sample(

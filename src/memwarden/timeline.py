@@ -11,6 +11,10 @@ nothing recorded is lost when the process dies. The file is plain SQLite in WAL 
 
 Retention is bounded: past ``max_samples`` rows the oldest are deleted (in batches, so the cost is
 amortised), and events likewise past ``max_events``. Nothing is ever unpickled: every value is JSON.
+
+A timeline belongs to the process that opened it. In a forked child it is *detached*: writes are
+ignored and reads raise :class:`~memwarden.TimelineError`, and its SQLite connection is never used
+again (a monitor that restarts in the child opens a file of its own, see :mod:`memwarden._fork`).
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .exceptions import TimelineError
+from . import _fork
+from .exceptions import TimelineError, UsageError
 from .probes._base import Metrics
 
 SCHEMA = "memwarden.timeline/1"
@@ -104,14 +110,16 @@ class Timeline:
         _must_exist: bool = False,
     ) -> None:
         if max_samples < 2:
-            raise ValueError("max_samples must be at least 2")
+            raise UsageError("max_samples must be at least 2")
         self.path = str(path)
         self.max_samples = max_samples
         self.max_events = max_events
         self._lock = threading.Lock()
         self._inserts_since_trim = 0
         self._closed = False
+        self._owner_pid = os.getpid()
         self._conn = self._connect(must_exist=_must_exist)
+        _watch_for_fork(self)
 
     @classmethod
     def open_existing(cls, path: str | os.PathLike[str]) -> Timeline:
@@ -182,11 +190,24 @@ class Timeline:
         return out
 
     def close(self) -> None:
-        """Flush and close the file. Safe to call twice."""
+        """Flush and close the file. Safe to call twice, and in a forked child (where it does nothing)."""
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+
+    @property
+    def detached(self) -> bool:
+        """True in a forked child: this timeline belongs to the parent process."""
+        return self._owner_pid != os.getpid()
+
+    def _detach_in_child(self) -> None:
+        # The parent's connection must never be used here, nor closed (closing may checkpoint the
+        # WAL and delete files the parent still writes): keep it alive and forget it.
+        self._lock = threading.Lock()
+        if not self._closed:
+            self._closed = True
+            _fork.keep_forever(self._conn)
 
     def __enter__(self) -> Timeline:
         return self
@@ -201,6 +222,8 @@ class Timeline:
     def set_meta(self, **values: Any) -> None:
         """Record facts about the run (JSON-serialisable values)."""
         with self._lock:
+            if self._closed:
+                return
             self._conn.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, _dumps(v)) for k, v in values.items()]
             )
@@ -237,9 +260,19 @@ class Timeline:
 
     # -- reading ------------------------------------------------------------------------------------
 
+    def _check_readable(self) -> None:
+        if self.detached:
+            raise TimelineError(
+                self.path,
+                f"belongs to process {self._owner_pid}; a forked child cannot read it (open it anew)",
+            )
+        if self._closed:
+            raise TimelineError(self.path, "is closed")
+
     def meta(self) -> dict[str, Any]:
         """Everything recorded with :meth:`set_meta`."""
         with self._lock:
+            self._check_readable()
             return self._read_meta(self._conn)
 
     def samples(self) -> list[Sample]:
@@ -248,6 +281,7 @@ class Timeline:
 
     def iter_samples(self) -> Iterator[Sample]:
         with self._lock:
+            self._check_readable()
             rows = self._conn.execute("SELECT t, mono, data FROM samples ORDER BY seq").fetchall()
         for t, mono, data in rows:
             try:
@@ -260,6 +294,7 @@ class Timeline:
     def events(self, kind: str | None = None) -> list[Event]:
         """Retained events, oldest first, optionally only one ``kind``."""
         with self._lock:
+            self._check_readable()
             if kind is None:
                 rows = self._conn.execute("SELECT t, kind, data FROM events ORDER BY seq").fetchall()
             else:
@@ -277,7 +312,39 @@ class Timeline:
 
     def sample_count(self) -> int:
         with self._lock:
+            self._check_readable()
             return int(self._conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+
+_timelines: weakref.WeakSet[Timeline] = weakref.WeakSet()
+_held: list[Timeline] = []
+_hooked = False
+
+
+def _watch_for_fork(timeline: Timeline) -> None:
+    global _hooked
+    if not _hooked:
+        _hooked = True
+        _fork.on_fork(before=_hold_all, parent=_release_all, child=_detach_all)
+    _timelines.add(timeline)
+
+
+def _hold_all() -> None:
+    """Before a fork: take every timeline's lock, so no thread is inside SQLite when it happens."""
+    for tl in list(_timelines):
+        if not tl._closed and tl._lock.acquire(timeout=5.0):
+            _held.append(tl)
+
+
+def _release_all() -> None:
+    while _held:
+        _held.pop()._lock.release()
+
+
+def _detach_all() -> None:
+    _held.clear()  # their locks are replaced below
+    for tl in list(_timelines):
+        tl._detach_in_child()
 
 
 def series(samples: list[Sample], key: str) -> tuple[list[float], list[float]]:

@@ -62,16 +62,14 @@ def _drive(rss: list[int], config: InvestigatorConfig, each_tick: Callable[[], o
         each_tick()
         sampler.sample_once()
         clock.advance(1.0)
-    investigator.finish(sampler)
+    investigator.finish(sampler.tick())
     return investigator
 
 
 def test_a_window_opens_on_growth_and_names_the_site_and_the_holder(leaky: types.ModuleType) -> None:
     """Rising RSS opens one window; it names the leaking line and function, the global holding it, and its cost."""
     was_tracing = tracemalloc.is_tracing()
-    config = InvestigatorConfig(
-        warmup_s=0.0, window_s=2.0, census=False, trim_at_finish=False, gpu_history=False
-    )
+    config = InvestigatorConfig(warmup_s=0.0, window_s=2.0, census=False, gpu_history=False)
     rising = [100 * MIB + i * MIB for i in range(8)]
     evidence = _drive(rising, config, lambda: leaky.remember(300)).evidence()
     assert tracemalloc.is_tracing() == was_tracing  # the window stopped only what it started
@@ -92,7 +90,7 @@ def test_a_window_opens_on_growth_and_names_the_site_and_the_holder(leaky: types
 def test_no_window_while_memory_is_flat(leaky: types.ModuleType) -> None:
     """A flat RSS series opens no window and leaves tracemalloc as it was."""
     was_tracing = tracemalloc.is_tracing()
-    config = InvestigatorConfig(warmup_s=0.0, trim_at_finish=False, gpu_history=False)
+    config = InvestigatorConfig(warmup_s=0.0, gpu_history=False)
     investigator = _drive([100 * MIB] * 8, config, lambda: leaky.remember(300))
     assert investigator.evidence().windows == ()
     assert tracemalloc.is_tracing() == was_tracing

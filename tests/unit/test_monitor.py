@@ -30,19 +30,38 @@ def test_monitor_context_manager_samples_and_gives_a_verdict(tmp_path: Path) -> 
 
 
 def test_global_start_diagnose_stop() -> None:
-    """memwarden.start() returns the same monitor twice; diagnose() works while running; stop() ends it."""
+    """start() returns the same monitor twice; diagnose() works while running; stop() ends it, twice."""
+    memwarden.reset()
+    with pytest.raises(UsageError, match="not started"):
+        memwarden.stop()
     mon = memwarden.start(interval=0.05, investigate=False)
     try:
         assert memwarden.start() is mon
+        assert memwarden.start(interval=0.05, investigate=False) is mon
         time.sleep(0.3)
         assert memwarden.diagnose().samples >= 3
     finally:
         verdict = memwarden.stop()
     assert verdict.samples >= 3
-    with pytest.raises(UsageError, match="not started"):
-        memwarden.stop()
+    assert memwarden.stop() is verdict  # a second stop() gives the same verdict, it does not raise
     with pytest.raises(UsageError, match="not started"):
         memwarden.diagnose()
+    memwarden.reset()
+    with pytest.raises(UsageError, match="not started"):
+        memwarden.stop()
+
+
+def test_start_refuses_other_options_while_running() -> None:
+    """A second start() with different options is an error naming the running options, not a silent no-op."""
+    memwarden.reset()
+    mon = memwarden.start(interval=0.05, investigate=False)
+    try:
+        with pytest.raises(UsageError, match=r"already running with interval=0\.05.*stop\(\) first"):
+            memwarden.start(interval=1.0)
+        assert mon.running
+    finally:
+        memwarden.reset()
+    assert not mon.running
 
 
 _LEAKY_PROGRAM = """

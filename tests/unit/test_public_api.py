@@ -9,10 +9,11 @@ import textwrap
 import memwarden
 
 EXPECTED = {
-    "DiagnosisConfig", "EmptyCachePolicy", "InvestigatorConfig", "MemwardenError", "Monitor", "ProbeUnavailable",
-    "ProgramNotFound", "Sample", "Sampler", "Timeline", "TimelineError", "TracemallocWindow", "UsageError",
-    "Verdict", "__version__", "classify", "default_probes", "diagnose", "diagnose_timeline", "find_caches",
-    "find_holders", "start", "stop", "unwatch", "watch",
+    "ActionResult", "CacheInfo", "CacheRelease", "DiagnosisConfig", "EmptyCachePolicy", "Event", "Evidence",
+    "Holder", "InvestigatorConfig", "MemwardenError", "Monitor", "Observer", "ProbeUnavailable",
+    "ProgramNotFound", "Sample", "Sampler", "Site", "Tick", "Timeline", "TimelineError", "TracemallocWindow",
+    "TypeGrowth", "UsageError", "Verdict", "__version__", "default_probes", "diagnose", "find_caches",
+    "find_holders", "reset", "start", "stop", "unwatch", "watch",
 }  # fmt: skip
 
 

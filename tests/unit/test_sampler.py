@@ -11,7 +11,7 @@ import pytest
 
 from memwarden.exceptions import UsageError
 from memwarden.probes._base import Availability
-from memwarden.sampler import Sampler, validate_interval
+from memwarden.sampler import Sampler, Tick, validate_interval
 from memwarden.testing import FakeClock, ReplayProbe
 from memwarden.timeline import Sample, Timeline
 
@@ -78,11 +78,11 @@ def test_observer_errors_do_not_stop_sampling() -> None:
     """A failing observer is recorded and the next observers and ticks still run."""
     seen: list[Sample] = []
 
-    def bad(sampler: Sampler, sample: Sample) -> None:
+    def bad(tick: Tick) -> None:
         raise ValueError("observer bug")
 
-    def good(sampler: Sampler, sample: Sample) -> None:
-        seen.append(sample)
+    def good(tick: Tick) -> None:
+        seen.append(tick.sample)
 
     s = Sampler([ReplayProbe("a", [{"v": 1}])], interval=1.0, clock=FakeClock(), observers=[bad, good])
     s.sample_once()

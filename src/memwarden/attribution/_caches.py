@@ -122,6 +122,10 @@ class _Watchlist:
                 out.append((obj, entry))
         return out
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
 
 _WATCHLIST = _Watchlist()
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..exceptions import ProbeUnavailable
+from ..exceptions import ProbeUnavailable, UsageError
 from ..probes._base import Availability
 from ..probes.gpu import TorchModuleSource, torch_if_cuda_initialised
 
@@ -347,7 +347,7 @@ class GpuHistoryRecorder:
         max_sites: int = 20,
     ) -> None:
         if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+            raise UsageError("max_entries must be at least 1")
         self._torch_module = torch_module
         self._max_entries = max_entries
         self._stacks = stacks
@@ -443,7 +443,7 @@ class GpuHistoryRecorder:
     def record(self, seconds: float, *, wait: Callable[[float], object] = time.sleep) -> GpuAllocationReport:
         """Open a window for ``seconds``, then close it and report (the recorder is off afterwards)."""
         if seconds < 0:
-            raise ValueError("seconds must not be negative")
+            raise UsageError("seconds must not be negative")
         self.start()
         try:
             wait(seconds)

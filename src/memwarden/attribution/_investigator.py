@@ -1,6 +1,7 @@
 """The investigator: adaptive attribution that stays cheap until growth is suspected.
 
-It rides on the sampler (it is a sample observer, so it runs in the sampler's daemon thread):
+It rides on the sampler (it is an observer, so it runs in the sampler's daemon thread, and sees only
+the :class:`~memwarden.sampler.Tick` each tick gives it):
 
 1. At the start it lists the process's caches (``lru_cache`` wrappers, cachetools caches, watched
    containers).
@@ -10,13 +11,18 @@ It rides on the sampler (it is a sample observer, so it runs in the sampler's da
    user's code) and takes a census of live object types. After ``window_s`` it diffs both, takes a
    few live objects allocated at the top growing site, searches who holds them, records all of it
    as a ``tracemalloc_window`` event and closes the window (stopping tracemalloc only if it started
-   it). Another window can open after ``cooldown_s`` if growth goes on.
-4. At the end of a run (:meth:`finish`) it concludes an open window, measures cache growth, and, when
-   glibc holds many free bytes, records what ``malloc_trim(0)`` gives back (evidence of retention).
+   it). Another window can open after ``cooldown_s`` if growth goes on (or starts again at a new
+   site), within a budget per hour of wall time (``windows_per_hour``, ``max_tracing_share``), so a
+   service that runs for a week still has windows left when a leak starts on day 3.
+4. At the end of a run (:meth:`finish`) it concludes an open window and measures cache growth.
+
+It only looks: it never frees memory or changes the process (``malloc_trim`` is an action the monitor
+takes and records, see :mod:`memwarden.guards.actions`).
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import sys
@@ -29,18 +35,17 @@ from typing import TYPE_CHECKING, Any
 from ..diagnosis._evidence import (
     EVENT_CACHES,
     EVENT_GPU_SITES,
-    EVENT_TRIM,
     EVENT_UNAVAILABLE,
     EVENT_WINDOW,
     Evidence,
-    TrimEvidence,
     WindowEvidence,
 )
 from ..diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
+from ..exceptions import UsageError
 from ..probes.own import OwnFootprint
 
 if TYPE_CHECKING:
-    from ..sampler import Sampler
+    from ..sampler import Tick
     from ..timeline import Sample
 
 log = logging.getLogger("memwarden")
@@ -65,7 +70,12 @@ class InvestigatorConfig:
     """Traceback depth of the tracemalloc window."""
     cooldown_s: float = 60.0
     """Least time between the close of a window and the opening of the next."""
-    max_windows: int = 3
+    windows_per_hour: float = 6.0
+    """At most this many windows open in any hour of wall time (a sliding hour)."""
+    max_tracing_share: float = 0.05
+    """Tracing time as a share of wall time, beyond the first window (0.05: 3 minutes an hour)."""
+    max_kept_windows: int = 50
+    """Windows kept in memory for the verdict (the timeline keeps every one as an event)."""
     min_points: int = 3
     """Samples after warm-up needed before growth can be suspected."""
     top_sites: int = 10
@@ -74,11 +84,23 @@ class InvestigatorConfig:
     sample_budget_s: float = 2.0
     """Time to find live objects allocated at a site (strings are slow to find: they are not gc-tracked)."""
     census: bool = True
-    trim_at_finish: bool = True
-    trim_min_free_bytes: int = 16 * 1024 * 1024
     gpu_history: bool = True
     """Record PyTorch's allocation history for one window when live GPU memory grows."""
     gpu_min_rise_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_s", "cooldown_s", "holder_budget_s", "sample_budget_s"):
+            if not getattr(self, name) >= 0:
+                raise UsageError(f"InvestigatorConfig.{name} must be >= 0, not {getattr(self, name)!r}")
+        for name in ("window_s", "windows_per_hour"):
+            if not getattr(self, name) > 0:
+                raise UsageError(f"InvestigatorConfig.{name} must be > 0, not {getattr(self, name)!r}")
+        if not 0 < self.max_tracing_share <= 1:
+            raise UsageError(
+                f"InvestigatorConfig.max_tracing_share must be in (0, 1], not {self.max_tracing_share!r}"
+            )
+        if self.frames < 1 or self.max_kept_windows < 1:
+            raise UsageError("InvestigatorConfig.frames and max_kept_windows must be at least 1")
 
 
 def suspect_growth(samples: Sequence[Sample], *, since_mono: float, min_points: int = 3) -> str | None:
@@ -115,13 +137,18 @@ class Investigator:
         self.config = config or InvestigatorConfig()
         self.footprint = footprint or OwnFootprint()
         self._lock = threading.RLock()
-        self._windows: list[WindowEvidence] = []
+        self._windows: collections.deque[WindowEvidence] = collections.deque(
+            maxlen=self.config.max_kept_windows
+        )
+        self._opened_at: collections.deque[float] = collections.deque()
+        """Monotonic times windows opened in the last hour (for ``windows_per_hour``)."""
+        self._traced_s = 0.0
+        """Seconds spent tracing so far (for ``max_tracing_share``)."""
         self._open: dict[str, Any] | None = None
         self._last_closed_mono: float | None = None
         self._start_mono: float | None = None
         self._caches_start: tuple[float, list[Any]] | None = None
         self._caches: tuple[CacheGrowthInfo, ...] = ()
-        self._trim: TrimEvidence | None = None
         self._notes: list[str] = []
         self.suspicion: str | None = None
         self._gpu_open: tuple[float, Any] | None = None
@@ -133,45 +160,59 @@ class Investigator:
 
     # -- the observer -------------------------------------------------------------------------------
 
-    def __call__(self, sampler: Sampler, sample: Sample) -> None:
+    def __call__(self, tick: Tick) -> None:
         with self._lock:
             if self._concluded:
                 return
+            sample = tick.sample
             if self._start_mono is None:
-                self._start_mono = sampler.started_mono if sampler.started_mono is not None else sample.mono
+                self._start_mono = tick.started_mono
                 self._caches_start = (sample.mono, self._find_caches())
             if self.config.gpu_history and not self._gpu_done:
-                self._gpu_tick(sampler, sample)
+                self._gpu_tick(tick)
             if self._open is not None:
                 if sample.mono - self._open["mono"] >= self.config.window_s:
                     with self.footprint.measure():
-                        self._close_window(sampler, sample.mono)
+                        self._close_window(tick, sample.mono)
                 return
-            if len(self._windows) >= self.config.max_windows:
-                return
-            if (
-                self._last_closed_mono is not None
-                and sample.mono - self._last_closed_mono < self.config.cooldown_s
-            ):
+            if not self.budget_allows(sample.mono):
                 return
             since = self._start_mono + self.config.warmup_s
             if self._last_closed_mono is not None:
                 since = max(since, self._last_closed_mono)
-            why = suspect_growth(sampler.samples(), since_mono=since, min_points=self.config.min_points)
+            why = suspect_growth(tick.recent(), since_mono=since, min_points=self.config.min_points)
             if why is not None:
                 self.suspicion = why
                 with self.footprint.measure():
-                    self._open_window(sampler, sample.mono, why)
+                    self._open_window(sample.mono, why)
+
+    def budget_allows(self, mono: float) -> bool:
+        """Whether a window may open at ``mono``: cooldown, windows per hour and tracing share.
+
+        The first window is always allowed (a short program gets its attribution); after that,
+        tracing may take ``max_tracing_share`` of the time since sampling started, and at most
+        ``windows_per_hour`` windows open in any hour.
+        """
+        cfg = self.config
+        if self._last_closed_mono is not None and mono - self._last_closed_mono < cfg.cooldown_s:
+            return False
+        while self._opened_at and mono - self._opened_at[0] >= 3600.0:
+            self._opened_at.popleft()
+        if len(self._opened_at) >= cfg.windows_per_hour:
+            return False
+        elapsed = mono - (self._start_mono if self._start_mono is not None else mono)
+        return self._traced_s == 0.0 or self._traced_s + cfg.window_s <= cfg.max_tracing_share * elapsed
 
     # -- windows ------------------------------------------------------------------------------------
 
-    def _open_window(self, sampler: Sampler, mono: float, why: str) -> None:
+    def _open_window(self, mono: float, why: str) -> None:
         from ..probes.tracing import TracemallocWindow
 
         window = TracemallocWindow(frames=self.config.frames)
         # The census walks the whole heap and allocates a little per object: before tracing
         # starts, it is 10-20x cheaper (0.05 s against 0.8 s for 170,000 objects under 16 frames).
         census_before = self._census() if self.config.census else None
+        self._opened_at.append(mono)
         try:
             window.open()
         except Exception as exc:
@@ -188,7 +229,7 @@ class Investigator:
         }
         log.debug("memwarden: opened a tracemalloc window (%s)", why)
 
-    def _close_window(self, sampler: Sampler, mono: float) -> None:
+    def _close_window(self, tick: Tick, mono: float) -> None:
         state, self._open = self._open, None
         if state is None:
             return
@@ -250,9 +291,8 @@ class Investigator:
         )
         self._windows.append(evidence)
         self._last_closed_mono = mono
-        sampler.refresh_availability()  # pymalloc cannot be read while tracemalloc traces
-        if sampler.timeline is not None:
-            sampler.timeline.add_event(EVENT_WINDOW, evidence.to_json())
+        self._traced_s += max(0.0, mono - state["mono"])
+        tick.record(EVENT_WINDOW, evidence.to_json())
 
     def _census(self) -> Any:
         from ..probes.objects import census
@@ -308,14 +348,15 @@ class Investigator:
 
     # -- the GPU: PyTorch's allocation history ---------------------------------------------------------
 
-    def _gpu_tick(self, sampler: Sampler, sample: Sample) -> None:
+    def _gpu_tick(self, tick: Tick) -> None:
+        sample = tick.sample
         if sample.metrics.get("gpu.allocated_bytes") is None:
             return
         if self._gpu_open is not None:
             if sample.mono - self._gpu_open[0] >= self.config.window_s:
-                self._close_gpu(sampler)
+                self._close_gpu(tick)
             return
-        recent = [s for s in sampler.samples() if s.mono >= (self._start_mono or 0) + self.config.warmup_s]
+        recent = [s for s in tick.recent(30) if s.mono >= (self._start_mono or 0) + self.config.warmup_s]
         ys = [float(v) for s in recent[-30:] if (v := s.metrics.get("gpu.allocated_bytes")) is not None]
         if len(ys) < self.config.min_points:
             return
@@ -336,7 +377,7 @@ class Investigator:
             return
         self._gpu_open = (sample.mono, recorder)
 
-    def _close_gpu(self, sampler: Sampler) -> None:
+    def _close_gpu(self, tick: Tick) -> None:
         if self._gpu_open is None:
             return
         _, recorder = self._gpu_open
@@ -363,8 +404,7 @@ class Investigator:
         data = report.to_event_data(holders)
         self._gpu_sites = tuple(Site.from_json(x) for x in data["sites"])
         self._gpu_holders = tuple(Holder.from_json(h) for h in holders)
-        if sampler.timeline is not None:
-            sampler.timeline.add_event(EVENT_GPU_SITES, data)
+        tick.record(EVENT_GPU_SITES, data)
 
     # -- caches and the end of a run -----------------------------------------------------------------
 
@@ -377,21 +417,32 @@ class Investigator:
             self._notes.append(f"cache scan failed: {exc!r}")
             return []
 
-    def conclude(self, sampler: Sampler) -> None:
+    def conclude(self, tick: Tick) -> None:
         """Close any open window (tracemalloc, GPU history) and open no more."""
         with self._lock:
             self._concluded = True
             if self._open is not None:
                 with self.footprint.measure():
-                    self._close_window(sampler, sampler.clock())
+                    self._close_window(tick, tick.now())
             if self._gpu_open is not None:
-                self._close_gpu(sampler)
+                self._close_gpu(tick)
 
-    def finish(self, sampler: Sampler) -> Evidence:
-        """Conclude, measure cache growth and (if worth it) what malloc_trim gives back; return the evidence."""
-        self.conclude(sampler)
+    def abandon_in_child(self) -> None:
+        """In a forked child: stop the tracing the parent's open window started, and open no more."""
+        self._lock = threading.RLock()  # the parent's sampler thread may have held it at the fork
+        self._concluded = True
+        state, self._open = self._open, None
+        if state is not None and getattr(state["window"], "owns_tracing", False):
+            import tracemalloc
+
+            tracemalloc.stop()
+        self._gpu_open = None
+
+    def finish(self, tick: Tick) -> Evidence:
+        """Conclude, measure cache growth and note the layers that could not be read; return the evidence."""
+        self.conclude(tick)
         with self._lock:
-            now = sampler.clock()
+            now = tick.now()
             if self._caches_start is not None:
                 from ._caches import cache_growth
 
@@ -404,30 +455,11 @@ class Investigator:
                     )
                 except Exception as exc:
                     self._notes.append(f"cache growth failed: {exc!r}")
-                if sampler.timeline is not None:
-                    sampler.timeline.add_event(EVENT_CACHES, {"caches": [c.to_json() for c in self._caches]})
-            if self.config.trim_at_finish:
-                self._trim = self._measure_trim(sampler)
-                if self._trim is not None and sampler.timeline is not None:
-                    sampler.timeline.add_event(EVENT_TRIM, self._trim.to_json())
-            self._unavailable = tuple((st.layer, st.reason) for st in sampler.status() if not st.available)
-            if self._unavailable and sampler.timeline is not None:
-                sampler.timeline.add_event(EVENT_UNAVAILABLE, {"layers": dict(self._unavailable)})
+                tick.record(EVENT_CACHES, {"caches": [c.to_json() for c in self._caches]})
+            self._unavailable = tuple(tick.unavailable().items())
+            if self._unavailable:
+                tick.record(EVENT_UNAVAILABLE, {"layers": dict(self._unavailable)})
             return self.evidence()
-
-    def _measure_trim(self, sampler: Sampler) -> TrimEvidence | None:
-        libc = sampler.latest("libc")
-        free = getattr(libc, "free_bytes", None)
-        if free is None or free < self.config.trim_min_free_bytes:
-            return None
-        try:
-            from ..probes.libc import malloc_trim
-
-            result = malloc_trim(0)
-        except Exception as exc:
-            self._notes.append(f"malloc_trim unavailable: {exc!r}")
-            return None
-        return TrimEvidence(result.rss_before_bytes, result.rss_after_bytes, result.returned_bytes)
 
     def evidence(self) -> Evidence:
         """What has been found so far (plain data)."""
@@ -435,7 +467,6 @@ class Investigator:
             return Evidence(
                 windows=tuple(self._windows),
                 caches=self._caches,
-                trim=self._trim,
                 gpu_sites=self._gpu_sites,
                 gpu_holders=self._gpu_holders,
                 notes=tuple(self._notes),

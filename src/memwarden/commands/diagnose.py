@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .._monitor import diagnose_timeline
+from .._monitor import diagnose
 from ..timeline import Timeline
 from .run import _check_output_path, _write_json
 
@@ -27,7 +27,7 @@ def execute(args: argparse.Namespace) -> int:
     if args.json and args.json != "-":
         _check_output_path(args.json, "--json")
     with Timeline.open_existing(args.db) as timeline:
-        verdict = diagnose_timeline(timeline)
+        verdict = diagnose(timeline)
     if args.json == "-":
         json.dump(verdict.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .._monitor import diagnose_timeline
+from .._monitor import diagnose
 from ..diagnosis import layer_figures
 from ..diagnosis._evidence import EVENT_VERDICT
 from ..diagnosis._verdict import Verdict
@@ -31,7 +31,7 @@ def stored_or_new_verdict(timeline: Timeline) -> Verdict:
             return Verdict.from_json(dict(stored[-1].data))
         except (KeyError, TypeError, ValueError):
             pass
-    return diagnose_timeline(timeline)
+    return diagnose(timeline)
 
 
 def execute(args: argparse.Namespace) -> int:

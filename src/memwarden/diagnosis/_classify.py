@@ -509,12 +509,29 @@ def _retention(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfig) ->
 def _attribution(ev: Evidence) -> tuple[tuple[Site, ...], tuple[TypeGrowth, ...], tuple[Holder, ...]]:
     if not ev.windows:
         return (), (), ()
-    # the latest window with sites is the best witness: it saw the steady state
-    for w in reversed(ev.windows):
-        if w.sites:
-            return w.sites, w.types, w.holders
-    w = ev.windows[-1]
-    return w.sites, w.types, w.holders
+    with_sites = [w for w in ev.windows if w.sites]
+    if not with_sites:
+        w = ev.windows[-1]
+        return w.sites, w.types, w.holders
+    # The latest window with sites is the best witness: it saw the steady state, so its sites lead.
+    # In a long run a leak can start at a new site after an earlier one stopped: the earlier
+    # windows' top sites (and their holders) follow, so both stay attributed.
+    latest = with_sites[-1]
+    sites = list(latest.sites)
+    holders = list(latest.holders)
+    seen = {(s.file, s.line) for s in sites}
+    for w in reversed(with_sites[:-1]):
+        for site in w.sites[:_EARLIER_SITES]:
+            if (site.file, site.line) not in seen:
+                seen.add((site.file, site.line))
+                sites.append(site)
+        holders.extend(h for h in w.holders[:_EARLIER_SITES] if h not in holders)
+    return tuple(sites[:_MAX_SITES]), latest.types, tuple(holders[:_MAX_SITES])
+
+
+_EARLIER_SITES = 3
+"""Top sites (and holders) taken from each window before the latest one."""
+_MAX_SITES = 10
 
 
 def layer_figures(samples: Sequence[Sample]) -> dict[str, dict[str, Any]]:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..exceptions import UsageError
 from ..probes.gpu import TorchModuleSource, torch_if_cuda_initialised
 
 __all__ = ["CacheRelease", "EmptyCachePolicy"]
@@ -75,11 +76,11 @@ class EmptyCachePolicy:
         history_size: int = 32,
     ) -> None:
         if threshold_bytes < 0:
-            raise ValueError("threshold_bytes must not be negative")
+            raise UsageError("threshold_bytes must not be negative")
         if min_interval_s < 0:
-            raise ValueError("min_interval_s must not be negative")
+            raise UsageError("min_interval_s must not be negative")
         if history_size < 1:
-            raise ValueError("history_size must be at least 1")
+            raise UsageError("history_size must be at least 1")
         self.threshold_bytes = threshold_bytes
         self.min_interval_s = min_interval_s
         self._clock = clock

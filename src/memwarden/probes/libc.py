@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from memwarden.exceptions import ProbeUnavailable
+from memwarden.exceptions import ProbeUnavailable, UsageError
 from memwarden.probes._base import Availability
 
 __all__ = ["LibcProbe", "LibcReading", "TrimResult", "malloc_trim"]
@@ -234,7 +234,7 @@ def malloc_trim(
     the RSS cannot be read (then nothing is trimmed).
     """
     if pad < 0:
-        raise ValueError(f"pad must be 0 or more bytes, not {pad}")
+        raise UsageError(f"pad must be 0 or more bytes, not {pad}")
     lib: Any = libc if libc is not None else _default_libc()
     fn = _function(lib, "malloc_trim")
     if fn is None:
