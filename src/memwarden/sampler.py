@@ -69,6 +69,10 @@ class Tick:
         """Write an event (the timeline's, when there is one; always the sampler's recent events)."""
         self._sampler.record(kind, data)
 
+    def recheck_layers(self) -> None:
+        """Ask the layers that could not be read whether they can be now (after tracing stops, say)."""
+        self._sampler.refresh_availability()
+
     def unavailable(self) -> dict[str, str]:
         """``{layer: why}`` for each layer that cannot be read right now."""
         return {st.layer: st.reason for st in self._sampler.status() if not st.available}

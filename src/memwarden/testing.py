@@ -60,14 +60,18 @@ class ReplayProbe:
         cost: Cost = "cheap",
         unavailable: str | None = None,
     ) -> None:
-        self._readings = [self._as_reading(r) for r in readings]
+        classes: dict[tuple[str, ...], type] = {}  # one reading class per set of fields, not per reading
+        self._readings = [self._as_reading(r, classes) for r in readings]
         self._unavailable = unavailable
         self.reads = 0
 
     @staticmethod
-    def _as_reading(r: Any) -> Any:
+    def _as_reading(r: Any, classes: dict[tuple[str, ...], type]) -> Any:
         if isinstance(r, Mapping):
-            cls = make_dataclass("Reading", [(k, Any) for k in r], frozen=True)
+            keys = tuple(r)
+            cls = classes.get(keys)
+            if cls is None:
+                cls = classes[keys] = make_dataclass("Reading", [(k, Any) for k in keys], frozen=True)
             return cls(**r)
         return r
 

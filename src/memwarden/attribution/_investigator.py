@@ -292,6 +292,7 @@ class Investigator:
         self._windows.append(evidence)
         self._last_closed_mono = mono
         self._traced_s += max(0.0, mono - state["mono"])
+        tick.recheck_layers()  # pymalloc cannot be read while tracemalloc traces
         tick.record(EVENT_WINDOW, evidence.to_json())
 
     def _census(self) -> Any:
