@@ -81,10 +81,9 @@ def test_each_preloaded_worker_samples_into_its_own_timeline(tmp_path: Path) -> 
             time.sleep(0.05)
         assert len(seen) == 2, seen
         time.sleep(0.5)
-        for pid in list(seen):  # ask each worker again, later: its ticks went on
-            for _ in range(40):
-                reply = _get(f"http://127.0.0.1:{port}/")
-                seen[int(reply["pid"])].append(reply)  # type: ignore[call-overload]
+        for _ in range(80):  # ask the workers again, later: their ticks went on
+            reply = _get(f"http://127.0.0.1:{port}/")
+            seen[int(reply["pid"])].append(reply)  # type: ignore[call-overload]
         master_pid = server.pid
     finally:
         server.send_signal(signal.SIGTERM)
