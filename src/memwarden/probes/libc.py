@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from memwarden.exceptions import ProbeUnavailable
-from memwarden.probes._base import Availability
+from memwarden.probes._base import Availability, metric
 
 __all__ = ["LibcProbe", "LibcReading", "TrimResult", "malloc_trim"]
 
@@ -63,14 +63,36 @@ class LibcReading:
       middle of heaps, which this does not count.
     """
 
-    arena_bytes: int
-    mmapped_bytes: int
-    mmapped_chunks: int
-    in_use_bytes: int
-    free_bytes: int
-    free_chunks: int
-    fastbin_free_bytes: int
-    top_releasable_bytes: int
+    arena_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Memory glibc malloc got from the system for its heaps, in use and free (arena)"
+        )
+    )
+    mmapped_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Memory in large allocations malloc served with their own mmap (hblkhd)"
+        )
+    )
+    mmapped_chunks: int = dataclasses.field(
+        metadata=metric("", "gauge", "Large allocations malloc served with their own mmap (hblks)")
+    )
+    in_use_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes in malloc chunks the program holds (uordblks)")
+    )
+    free_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes freed but kept by malloc for reuse (fordblks)")
+    )
+    free_chunks: int = dataclasses.field(
+        metadata=metric("", "gauge", "Free chunks malloc keeps for reuse (ordblks)")
+    )
+    fastbin_free_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Part of malloc's free bytes in fastbins (fsmblks)")
+    )
+    top_releasable_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Free memory at the top of the main heap malloc_trim could release (keepcost)"
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True)
