@@ -39,11 +39,17 @@ METRIC_METADATA_KEY = "memwarden.metric"
 
 @dataclasses.dataclass(frozen=True)
 class MetricDeclaration:
-    """What a reading's field declares about the metric it is: unit, kind and one line of help."""
+    """What a reading's field declares about the metric it is: unit, kind and one line of help.
+
+    ``prometheus`` replaces the field's name in the metric's Prometheus name where the field's
+    name would read wrong there (``size_class_count`` would end in ``_count``, a suffix
+    OpenMetrics keeps for summaries and histograms).
+    """
 
     unit: MetricUnit
     kind: MetricKind
     help: str
+    prometheus: str | None = None
 
     def __post_init__(self) -> None:
         if self.unit not in METRIC_UNITS:
@@ -54,13 +60,15 @@ class MetricDeclaration:
             raise ValueError("a metric needs a line of help")
 
 
-def metric(unit: MetricUnit, kind: MetricKind, help: str) -> dict[str, MetricDeclaration]:
+def metric(
+    unit: MetricUnit, kind: MetricKind, help: str, *, prometheus: str | None = None
+) -> dict[str, MetricDeclaration]:
     """The ``metadata`` of a reading field that is a metric.
 
     Used as ``rss_bytes: int | None = dataclasses.field(metadata=metric("bytes", "gauge", "..."))``.
     Raises ``ValueError`` for an unknown unit or kind, or empty help, when the class is defined.
     """
-    return {METRIC_METADATA_KEY: MetricDeclaration(unit, kind, help)}
+    return {METRIC_METADATA_KEY: MetricDeclaration(unit, kind, help, prometheus)}
 
 
 def declared_metric(field: dataclasses.Field[Any]) -> MetricDeclaration | None:

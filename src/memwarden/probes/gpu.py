@@ -219,7 +219,7 @@ class GpuReading:
     """
 
     device_count: int = dataclasses.field(
-        metadata=metric("", "gauge", "CUDA devices the program's PyTorch sees")
+        metadata=metric("", "gauge", "CUDA devices the program's PyTorch sees", prometheus="devices")
     )
     allocated_bytes: int = dataclasses.field(
         metadata=metric(

@@ -110,7 +110,9 @@ class PymallocReading:
         metadata=metric("bytes", "gauge", "Size of one pymalloc pool in this interpreter")
     )
     size_class_count: int = dataclasses.field(
-        metadata=metric("", "gauge", "Number of pymalloc size classes in this interpreter")
+        metadata=metric(
+            "", "gauge", "Number of pymalloc size classes in this interpreter", prometheus="size_classes"
+        )
     )
     small_block_threshold: int = dataclasses.field(
         metadata=metric("bytes", "gauge", "Largest request pymalloc serves; bigger ones go to malloc")
