@@ -7,8 +7,9 @@ The tree::
     ├── UsageError (ValueError)   bad input from the user: a bad interval, a bad option
     ├── ProgramNotFound (FileNotFoundError)
     │                             the script or module given to ``memwarden run`` does not exist
-    └── TimelineError (OSError)   a timeline file cannot be opened, is not a memwarden timeline,
-                                  or is corrupt
+    ├── TimelineError (OSError)   a timeline file cannot be opened, is not a memwarden timeline,
+    │                             or is corrupt
+    └── UnknownMetric (KeyError)  a metric name no probe declares (see :mod:`memwarden.metrics`)
 
 Each carries a message that says the cause and, where there is one, the fix; the command line
 prints it as one line and exits non-zero.
@@ -45,3 +46,15 @@ class TimelineError(MemwardenError, OSError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class UnknownMetric(MemwardenError, KeyError):
+    """A metric name that no probe declares; ``name`` is the name asked for."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+    def __str__(self) -> str:  # KeyError would show the message quoted, as a key
+        return f"{self.name}: {self.reason}"

@@ -66,9 +66,10 @@ class ReplayProbe:
         self.reads = 0
 
     @staticmethod
-    def _as_reading(r: Any, classes: dict[tuple[str, ...], type]) -> Any:
+    def _as_reading(r: Any, classes: dict[tuple[str, ...], type] | None = None) -> Any:
         if isinstance(r, Mapping):
             keys = tuple(r)
+            classes = {} if classes is None else classes
             cls = classes.get(keys)
             if cls is None:
                 cls = classes[keys] = make_dataclass("Reading", [(k, Any) for k in keys], frozen=True)

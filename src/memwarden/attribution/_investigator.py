@@ -42,6 +42,7 @@ from ..diagnosis._evidence import (
 )
 from ..diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
 from ..exceptions import UsageError
+from ..metrics import GPU_ALLOCATED_BYTES, LIBC_IN_USE_BYTES, OBJECTS_ALLOCATED_BLOCKS, PROCESS_RSS_BYTES
 from ..probes.own import OwnFootprint
 
 if TYPE_CHECKING:
@@ -52,9 +53,9 @@ log = logging.getLogger("memwarden")
 
 # metrics whose rise makes the investigator suspicious, with the rise (in their unit) that counts
 _SUSPECT_KEYS: tuple[tuple[str, float], ...] = (
-    ("process.rss_bytes", 256 * 1024),
-    ("libc.in_use_bytes", 256 * 1024),
-    ("objects.allocated_blocks", 2000),
+    (PROCESS_RSS_BYTES, 256 * 1024),
+    (LIBC_IN_USE_BYTES, 256 * 1024),
+    (OBJECTS_ALLOCATED_BLOCKS, 2000),
 )
 
 
@@ -351,14 +352,14 @@ class Investigator:
 
     def _gpu_tick(self, tick: Tick) -> None:
         sample = tick.sample
-        if sample.metrics.get("gpu.allocated_bytes") is None:
+        if sample.metrics.get(GPU_ALLOCATED_BYTES) is None:
             return
         if self._gpu_open is not None:
             if sample.mono - self._gpu_open[0] >= self.config.window_s:
                 self._close_gpu(tick)
             return
         recent = [s for s in tick.recent(30) if s.mono >= (self._start_mono or 0) + self.config.warmup_s]
-        ys = [float(v) for s in recent[-30:] if (v := s.metrics.get("gpu.allocated_bytes")) is not None]
+        ys = [float(v) for s in recent[-30:] if (v := s.metrics.get(GPU_ALLOCATED_BYTES)) is not None]
         if len(ys) < self.config.min_points:
             return
         steps = [b - a for a, b in itertools.pairwise(ys)]

@@ -24,22 +24,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._format import format_bytes, format_rate
+from ..metrics import (
+    GPU_ALLOCATED_BYTES,
+    LIBC_FREE_BYTES,
+    LIBC_IN_USE_BYTES,
+    LIBC_MMAPPED_BYTES,
+    MEMWARDEN_ATTRIBUTED_RSS_BYTES,
+    OBJECTS_ALLOCATED_BLOCKS,
+    PROCESS_RSS_BYTES,
+    PYMALLOC_ALLOCATED_BLOCK_BYTES,
+    PYMALLOC_ARENA_BYTES,
+    TRACING_OVERHEAD_BYTES,
+    TRACING_TRACED_BYTES,
+)
 from ..timeline import Sample, series
 from ._advice import advise, kept_owner
 from ._evidence import Evidence, WindowEvidence
 from ._trend import Trend, analyse, theil_sen
 from ._verdict import CacheGrowthInfo, Holder, Site, TypeGrowth, Verdict, VerdictName
 
-RSS = "process.rss_bytes"
-BLOCKS = "objects.allocated_blocks"
-TRACED = "tracing.traced_bytes"
-TRACING_OVERHEAD = "tracing.overhead_bytes"
-OWN_RSS = "memwarden.attributed_rss_bytes"
-PYMALLOC_ALLOCATED = "pymalloc.allocated_block_bytes"
-PYMALLOC_ARENA = "pymalloc.arena_bytes"
-LIBC_IN_USE = "libc.in_use_bytes"
-LIBC_MMAPPED = "libc.mmapped_bytes"
-LIBC_FREE = "libc.free_bytes"
+RSS = PROCESS_RSS_BYTES
+BLOCKS = OBJECTS_ALLOCATED_BLOCKS
+TRACED = TRACING_TRACED_BYTES
+TRACING_OVERHEAD = TRACING_OVERHEAD_BYTES
+OWN_RSS = MEMWARDEN_ATTRIBUTED_RSS_BYTES
+PYMALLOC_ALLOCATED = PYMALLOC_ALLOCATED_BLOCK_BYTES
+PYMALLOC_ARENA = PYMALLOC_ARENA_BYTES
+LIBC_IN_USE = LIBC_IN_USE_BYTES
+LIBC_MMAPPED = LIBC_MMAPPED_BYTES
+LIBC_FREE = LIBC_FREE_BYTES
 
 
 @dataclass(frozen=True)
@@ -620,7 +633,7 @@ def _summary(
 
 
 def _gpu_finding(samples: Sequence[Sample]) -> Any:
-    if not any(s.metrics.get("gpu.allocated_bytes") is not None for s in samples):
+    if not any(s.metrics.get(GPU_ALLOCATED_BYTES) is not None for s in samples):
         return None
     from ._gpu import classify_gpu
 

@@ -27,6 +27,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._format import format_bytes, format_duration, format_rate
+from ..metrics import (
+    GPU_ALLOC_RETRIES,
+    GPU_ALLOCATED_BYTES,
+    GPU_INACTIVE_SPLIT_BYTES,
+    GPU_OOMS,
+    GPU_PEAK_ALLOCATED_BYTES,
+    GPU_RESERVED_BYTES,
+)
 from ._trend import Trend, analyse
 
 __all__ = [
@@ -43,12 +51,12 @@ __all__ = [
     "diagnose_gpu",
 ]
 
-ALLOCATED = "gpu.allocated_bytes"
-RESERVED = "gpu.reserved_bytes"
-PEAK_ALLOCATED = "gpu.peak_allocated_bytes"
-INACTIVE_SPLIT = "gpu.inactive_split_bytes"
-ALLOC_RETRIES = "gpu.alloc_retries"
-OOMS = "gpu.ooms"
+ALLOCATED = GPU_ALLOCATED_BYTES
+RESERVED = GPU_RESERVED_BYTES
+PEAK_ALLOCATED = GPU_PEAK_ALLOCATED_BYTES
+INACTIVE_SPLIT = GPU_INACTIVE_SPLIT_BYTES
+ALLOC_RETRIES = GPU_ALLOC_RETRIES
+OOMS = GPU_OOMS
 
 GpuVerdict = Literal["gpu_leak", "gpu_cache_retention", "stable", "plateau", "inconclusive"]
 Point = tuple[float, "float | int | None"]

@@ -7,17 +7,74 @@ thing.
 
 Readings flatten to ``{"<layer>.<field>": number | None}`` through :func:`flatten`: that flat
 form is what the sampler stores in the timeline and what diagnosis reads.
+
+Each numeric field of a reading declares, once, the metric it is: its unit, its kind and a line
+of help (:func:`metric`, in the field's ``metadata``). :mod:`memwarden.metrics` builds the
+catalogue of every metric from those declarations; nothing else spells a metric's name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, get_args, runtime_checkable
 
 Number = float | int
 Metrics = dict[str, "Number | None"]
 Cost = Literal["cheap", "costly"]
+
+#: A metric's unit, as OpenMetrics names base units; ``""`` for a plain count (blocks, events).
+MetricUnit = Literal["bytes", "seconds", "ratio", ""]
+#: ``"gauge"`` goes up and down; ``"counter"`` only grows (it may start again from 0 when its
+#: source restarts, e.g. a new process).
+MetricKind = Literal["gauge", "counter"]
+
+METRIC_UNITS: tuple[MetricUnit, ...] = get_args(MetricUnit)
+METRIC_KINDS: tuple[MetricKind, ...] = get_args(MetricKind)
+
+#: The key of a field's ``metadata`` that holds its :class:`MetricDeclaration`.
+METRIC_METADATA_KEY = "memwarden.metric"
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricDeclaration:
+    """What a reading's field declares about the metric it is: unit, kind and one line of help.
+
+    ``prometheus`` replaces the field's name in the metric's Prometheus name where the field's
+    name would read wrong there (``size_class_count`` would end in ``_count``, a suffix
+    OpenMetrics keeps for summaries and histograms).
+    """
+
+    unit: MetricUnit
+    kind: MetricKind
+    help: str
+    prometheus: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit not in METRIC_UNITS:
+            raise ValueError(f"metric unit must be one of {METRIC_UNITS}, not {self.unit!r}")
+        if self.kind not in METRIC_KINDS:
+            raise ValueError(f"metric kind must be one of {METRIC_KINDS}, not {self.kind!r}")
+        if not self.help.strip():
+            raise ValueError("a metric needs a line of help")
+
+
+def metric(
+    unit: MetricUnit, kind: MetricKind, help: str, *, prometheus: str | None = None
+) -> dict[str, MetricDeclaration]:
+    """The ``metadata`` of a reading field that is a metric.
+
+    Used as ``rss_bytes: int | None = dataclasses.field(metadata=metric("bytes", "gauge", "..."))``.
+    Raises ``ValueError`` for an unknown unit or kind, or empty help, when the class is defined.
+    """
+    return {METRIC_METADATA_KEY: MetricDeclaration(unit, kind, help, prometheus)}
+
+
+def declared_metric(field: dataclasses.Field[Any]) -> MetricDeclaration | None:
+    """The metric a dataclass field declares, or ``None`` when it declares none."""
+    found = field.metadata.get(METRIC_METADATA_KEY)
+    return found if isinstance(found, MetricDeclaration) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,21 +116,29 @@ class Probe(Protocol[R_co]):
     def read(self) -> R_co: ...
 
 
+@functools.lru_cache(maxsize=256)
+def _series_fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """(field name, declares a metric) for each field of a reading class, in order."""
+    return tuple((f.name, declared_metric(f) is not None) for f in dataclasses.fields(cls))
+
+
 def flatten(layer: str, reading: Any) -> Metrics:
     """The numeric scalar fields of a reading, as ``{"layer.field": value}``.
 
-    Booleans become 0/1; nested structures (tables, lists) are left out: they belong in the
-    reading's JSON form (:func:`to_jsonable`), not in the time series.
+    Booleans become 0/1; nested structures (tables, lists) and text are left out: they belong in
+    the reading's JSON form (:func:`to_jsonable`), not in the time series. A ``None`` ("not known
+    here") is kept for a field that declares a metric (:func:`metric`), and left out for one that
+    does not, since nothing says that field is a number (a path that is unknown, say).
     """
+    if not dataclasses.is_dataclass(reading) or isinstance(reading, type):
+        raise TypeError(f"a reading must be a dataclass instance, not {type(reading).__name__}")
     out: Metrics = {}
-    if not dataclasses.is_dataclass(reading):
-        raise TypeError(f"a reading must be a dataclass, not {type(reading).__name__}")
-    for f in dataclasses.fields(reading):
-        value = getattr(reading, f.name)
+    for name, declared in _series_fields(type(reading)):
+        value = getattr(reading, name)
         if isinstance(value, bool):
-            out[f"{layer}.{f.name}"] = int(value)
-        elif value is None or isinstance(value, (int, float)):
-            out[f"{layer}.{f.name}"] = value
+            out[f"{layer}.{name}"] = int(value)
+        elif isinstance(value, (int, float)) or (value is None and declared):
+            out[f"{layer}.{name}"] = value
     return out
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from memwarden.exceptions import ProbeUnavailable
-from memwarden.probes._base import Availability, Cost
+from memwarden.probes._base import Availability, Cost, metric
 
 __all__ = [
     "GpuDeviceReading",
@@ -218,18 +218,58 @@ class GpuReading:
     through NVML.
     """
 
-    device_count: int
-    allocated_bytes: int
-    reserved_bytes: int
-    active_bytes: int
-    inactive_split_bytes: int
-    segments: int
-    alloc_retries: int
-    ooms: int
-    peak_allocated_bytes: int
-    peak_reserved_bytes: int
-    nvml_used_bytes: int | None
-    nvml_total_bytes: int | None
+    device_count: int = dataclasses.field(
+        metadata=metric("", "gauge", "CUDA devices the program's PyTorch sees", prometheus="devices")
+    )
+    allocated_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "GPU memory held by live tensors (PyTorch caching allocator), all devices"
+        )
+    )
+    reserved_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes",
+            "gauge",
+            "GPU memory the caching allocator holds from the driver, used or cached, all devices",
+        )
+    )
+    active_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes",
+            "gauge",
+            "GPU memory in active blocks, freed ones still in use by a stream included, all devices",
+        )
+    )
+    inactive_split_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Free pieces of split GPU blocks that empty_cache() cannot release, all devices"
+        )
+    )
+    segments: int = dataclasses.field(
+        metadata=metric("", "gauge", "cudaMalloc segments the caching allocator holds, all devices")
+    )
+    alloc_retries: int = dataclasses.field(
+        metadata=metric(
+            "", "counter", "Failed cudaMalloc calls that made the allocator flush its cache and retry"
+        )
+    )
+    ooms: int = dataclasses.field(
+        metadata=metric("", "counter", "CUDA out-of-memory errors the caching allocator raised")
+    )
+    peak_allocated_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Sum of each device's peak GPU memory held by live tensors")
+    )
+    peak_reserved_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Sum of each device's peak GPU memory held from the driver")
+    )
+    nvml_used_bytes: int | None = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "GPU memory in use on the devices by every process, as NVML reports it"
+        )
+    )
+    nvml_total_bytes: int | None = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Total GPU memory of the devices, as NVML reports it")
+    )
     devices: tuple[GpuDeviceReading, ...]
 
     @classmethod

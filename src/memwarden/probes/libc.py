@@ -12,38 +12,49 @@ glibc the probe says it is unavailable and why; it never crashes.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from memwarden.exceptions import ProbeUnavailable, UsageError
-from memwarden.probes._base import Availability
+from memwarden.probes._base import Availability, metric
+
+if TYPE_CHECKING:
+    import ctypes
 
 __all__ = ["LibcProbe", "LibcReading", "TrimResult", "malloc_trim"]
 
 _LAYER = "libc"
 
 
-class _Mallinfo2(ctypes.Structure):
-    """glibc's ``struct mallinfo2`` (every field a ``size_t``)."""
+@functools.cache
+def _mallinfo2_struct() -> Any:
+    """glibc's ``struct mallinfo2`` (every field a ``size_t``) as a ctypes structure.
 
-    _fields_ = [
-        ("arena", ctypes.c_size_t),
-        ("ordblks", ctypes.c_size_t),
-        ("smblks", ctypes.c_size_t),
-        ("hblks", ctypes.c_size_t),
-        ("hblkhd", ctypes.c_size_t),
-        ("usmblks", ctypes.c_size_t),
-        ("fsmblks", ctypes.c_size_t),
-        ("uordblks", ctypes.c_size_t),
-        ("fordblks", ctypes.c_size_t),
-        ("keepcost", ctypes.c_size_t),
-    ]
+    Built on first use: ``ctypes`` is imported only when the C library is called, never when
+    memwarden is imported.
+    """
+    import ctypes
+
+    class _Mallinfo2(ctypes.Structure):
+        _fields_ = [
+            ("arena", ctypes.c_size_t),
+            ("ordblks", ctypes.c_size_t),
+            ("smblks", ctypes.c_size_t),
+            ("hblks", ctypes.c_size_t),
+            ("hblkhd", ctypes.c_size_t),
+            ("usmblks", ctypes.c_size_t),
+            ("fsmblks", ctypes.c_size_t),
+            ("uordblks", ctypes.c_size_t),
+            ("fordblks", ctypes.c_size_t),
+            ("keepcost", ctypes.c_size_t),
+        ]
+
+    return _Mallinfo2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,14 +74,36 @@ class LibcReading:
       middle of heaps, which this does not count.
     """
 
-    arena_bytes: int
-    mmapped_bytes: int
-    mmapped_chunks: int
-    in_use_bytes: int
-    free_bytes: int
-    free_chunks: int
-    fastbin_free_bytes: int
-    top_releasable_bytes: int
+    arena_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Memory glibc malloc got from the system for its heaps, in use and free (arena)"
+        )
+    )
+    mmapped_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Memory in large allocations malloc served with their own mmap (hblkhd)"
+        )
+    )
+    mmapped_chunks: int = dataclasses.field(
+        metadata=metric("", "gauge", "Large allocations malloc served with their own mmap (hblks)")
+    )
+    in_use_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes in malloc chunks the program holds (uordblks)")
+    )
+    free_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes freed but kept by malloc for reuse (fordblks)")
+    )
+    free_chunks: int = dataclasses.field(
+        metadata=metric("", "gauge", "Free chunks malloc keeps for reuse (ordblks)")
+    )
+    fastbin_free_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Part of malloc's free bytes in fastbins (fsmblks)")
+    )
+    top_releasable_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Free memory at the top of the main heap malloc_trim could release (keepcost)"
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +147,8 @@ def _default_libc() -> Any:
     """This process's C library, or ``None`` where none can be opened (opened once)."""
     if os.name != "posix":
         return None
+    import ctypes
+
     try:
         # The symbols the interpreter already links against: glibc's on a glibc system.
         return ctypes.CDLL(None)
@@ -128,6 +163,13 @@ def _default_libc() -> Any:
         return ctypes.CDLL(name)
     except OSError:
         return None
+
+
+def _is_cdll(libc: object) -> bool:
+    """Whether ``libc`` is a real ctypes library (a test's stand-in is not; it needs no signatures)."""
+    import ctypes
+
+    return isinstance(libc, ctypes.CDLL)
 
 
 def _function(libc: Any, name: str) -> Any:
@@ -168,8 +210,8 @@ class LibcProbe:
                 if libc is not None
                 else f"no C library can be loaded on {sys.platform}"
             )
-        elif isinstance(libc, ctypes.CDLL):
-            fn.restype = _Mallinfo2
+        elif _is_cdll(libc):
+            fn.restype = _mallinfo2_struct()
             fn.argtypes = []
         self._mallinfo2 = fn
         self._resolved = True
@@ -239,7 +281,9 @@ def malloc_trim(
     fn = _function(lib, "malloc_trim")
     if fn is None:
         raise ProbeUnavailable(_LAYER, f"no malloc_trim() in {_libc_description()}")
-    if isinstance(lib, ctypes.CDLL):
+    if _is_cdll(lib):
+        import ctypes
+
         fn.argtypes = [ctypes.c_size_t]
         fn.restype = ctypes.c_int
     reader = rss_reader if rss_reader is not None else _statm_rss

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, MutableSequence
 from typing import Any, ClassVar, Literal, Protocol
 
 from memwarden._introspect import type_mro, type_name, type_namespace
-from memwarden.probes._base import Availability, Cost
+from memwarden.probes._base import Availability, Cost, metric
 
 __all__ = [
     "Census",
@@ -256,23 +256,73 @@ class ObjectsReading:
       (all generations, then full collections only); ``None`` when no timer is attached.
     """
 
-    allocated_blocks: int
-    gc_enabled: bool
-    gc_count_gen0: int
-    gc_count_gen1: int
-    gc_count_gen2: int
-    gc_collections_gen0: int
-    gc_collections_gen1: int
-    gc_collections_gen2: int
-    gc_collected_total: int
-    gc_uncollectable_total: int
-    gc_garbage: int
-    gc_frozen: int
-    gc_pauses_total: int | None
-    gc_pause_total_s: float | None
-    gc_pause_max_s: float | None
-    gc_pauses_gen2: int | None
-    gc_pause_total_s_gen2: float | None
+    allocated_blocks: int = dataclasses.field(
+        metadata=metric(
+            "",
+            "gauge",
+            "Memory blocks the interpreter has handed out and not got back (about the live objects)",
+        )
+    )
+    gc_enabled: bool = dataclasses.field(
+        metadata=metric("", "gauge", "1 while automatic garbage collection is on, else 0")
+    )
+    gc_count_gen0: int = dataclasses.field(
+        metadata=metric("", "gauge", "Allocations minus deallocations since the last generation-0 collection")
+    )
+    gc_count_gen1: int = dataclasses.field(
+        metadata=metric("", "gauge", "Generation-0 collections since the last generation-1 collection")
+    )
+    gc_count_gen2: int = dataclasses.field(
+        metadata=metric("", "gauge", "Generation-1 collections since the last generation-2 (full) collection")
+    )
+    gc_collections_gen0: int = dataclasses.field(
+        metadata=metric("", "counter", "Generation-0 garbage collections since the interpreter started")
+    )
+    gc_collections_gen1: int = dataclasses.field(
+        metadata=metric("", "counter", "Generation-1 garbage collections since the interpreter started")
+    )
+    gc_collections_gen2: int = dataclasses.field(
+        metadata=metric(
+            "", "counter", "Generation-2 (full) garbage collections since the interpreter started"
+        )
+    )
+    gc_collected_total: int = dataclasses.field(
+        metadata=metric("", "counter", "Objects the garbage collector has freed, all generations")
+    )
+    gc_uncollectable_total: int = dataclasses.field(
+        metadata=metric("", "counter", "Unreachable objects the garbage collector found but could not free")
+    )
+    gc_garbage: int = dataclasses.field(
+        metadata=metric(
+            "", "gauge", "Objects in gc.garbage (uncollectable cycles, or all under DEBUG_SAVEALL)"
+        )
+    )
+    gc_frozen: int = dataclasses.field(
+        metadata=metric("", "gauge", "Objects moved to the permanent generation by gc.freeze()")
+    )
+    gc_pauses_total: int | None = dataclasses.field(
+        metadata=metric(
+            "", "counter", "Garbage collections timed by memwarden's pause timer, all generations"
+        )
+    )
+    gc_pause_total_s: float | None = dataclasses.field(
+        metadata=metric(
+            "seconds", "counter", "Time the garbage collector paused the program, all generations"
+        )
+    )
+    gc_pause_max_s: float | None = dataclasses.field(
+        metadata=metric("seconds", "gauge", "Longest single garbage-collection pause timed so far")
+    )
+    gc_pauses_gen2: int | None = dataclasses.field(
+        metadata=metric(
+            "", "counter", "Generation-2 (full) garbage collections timed by memwarden's pause timer"
+        )
+    )
+    gc_pause_total_s_gen2: float | None = dataclasses.field(
+        metadata=metric(
+            "seconds", "counter", "Time generation-2 (full) garbage collections paused the program"
+        )
+    )
 
 
 def _three(values: Iterable[int]) -> tuple[int, int, int]:

@@ -13,10 +13,10 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from ._base import Availability
+from ._base import Availability, metric
 
 
 def statm_rss_bytes() -> int | None:
@@ -60,12 +60,22 @@ class OwnFootprint:
 class OwnReading:
     """memwarden's own cost at one tick."""
 
-    attributed_rss_bytes: int
+    attributed_rss_bytes: int = field(
+        metadata=metric("bytes", "gauge", "RSS that memwarden's own attribution work has left behind")
+    )
     """RSS left behind by memwarden's attribution work (windows, census, holder search)."""
-    work_s: float
+    work_s: float = field(
+        metadata=metric("seconds", "counter", "Time memwarden has spent in attribution work")
+    )
     """Seconds spent in that work so far."""
-    ring_samples: int
-    timeline_bytes: int | None
+    ring_samples: int = field(
+        metadata=metric("", "gauge", "Samples memwarden holds in its in-memory ring buffer")
+    )
+    """Samples in the sampler's ring buffer now."""
+    timeline_bytes: int | None = field(
+        metadata=metric("bytes", "gauge", "Size of memwarden's timeline file and its write-ahead log")
+    )
+    """Size of the timeline file with its WAL; ``None`` without a timeline file."""
 
 
 class OwnFootprintProbe:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from memwarden.exceptions import ProbeUnavailable, UsageError
-from memwarden.probes._base import Availability
+from memwarden.probes._base import Availability, metric
 
 __all__ = ["CgroupMemory", "ProcessProbe", "ProcessReading", "read_cgroup_memory"]
 
@@ -84,20 +84,56 @@ class ProcessReading:
       ``cgroup1``, ``cgroup2``, ``psutil``).
     """
 
-    rss_bytes: int | None
-    pss_bytes: int | None
-    uss_bytes: int | None
-    anon_bytes: int | None
-    swap_bytes: int | None
-    vms_bytes: int | None
-    cgroup_version: int | None
-    cgroup_limit_bytes: int | None
-    cgroup_usage_bytes: int | None
-    cgroup_peak_bytes: int | None
-    cgroup_oom_kills: int | None
-    cgroup_oom_events: int | None
-    cgroup_high_events: int | None
-    cgroup_max_events: int | None
+    rss_bytes: int | None = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Resident set size: this process's pages in RAM, shared ones in full"
+        )
+    )
+    pss_bytes: int | None = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Proportional set size: resident pages, shared ones divided among their sharers"
+        )
+    )
+    uss_bytes: int | None = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Unique set size: resident pages only this process maps")
+    )
+    anon_bytes: int | None = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Resident anonymous memory (heap, stacks, mmap without a file)")
+    )
+    swap_bytes: int | None = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Memory of this process swapped out")
+    )
+    vms_bytes: int | None = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Virtual size: everything mapped, touched or not")
+    )
+    cgroup_version: int | None = dataclasses.field(
+        metadata=metric("", "gauge", "Version of the memory cgroup the process lives in (1 or 2)")
+    )
+    cgroup_limit_bytes: int | None = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Effective memory limit of the container (the smallest up the cgroup tree)"
+        )
+    )
+    cgroup_usage_bytes: int | None = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Memory the process's cgroup uses now, page cache included")
+    )
+    cgroup_peak_bytes: int | None = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Most memory the process's cgroup has used at once")
+    )
+    cgroup_oom_kills: int | None = dataclasses.field(
+        metadata=metric("", "counter", "Processes the kernel's OOM killer killed in the cgroup")
+    )
+    cgroup_oom_events: int | None = dataclasses.field(
+        metadata=metric(
+            "", "counter", "Times the cgroup reached its limit and the OOM killer was invoked (cgroup v2)"
+        )
+    )
+    cgroup_high_events: int | None = dataclasses.field(
+        metadata=metric("", "counter", "Times the cgroup went over memory.high and was throttled (cgroup v2)")
+    )
+    cgroup_max_events: int | None = dataclasses.field(
+        metadata=metric("", "counter", "Times the cgroup's usage was about to go over its limit (cgroup v2)")
+    )
     cgroup_path: str | None
     cgroup_limit_path: str | None
     source: str

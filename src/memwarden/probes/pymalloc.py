@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from memwarden.exceptions import ProbeUnavailable
-from memwarden.probes._base import Availability, Cost
+from memwarden.probes._base import Availability, Cost, metric
 
 __all__ = [
     "PymallocProbe",
@@ -103,26 +103,72 @@ class PymallocReading:
       which CPython leaves out of its report, appear with zeros).
     """
 
-    arena_size_bytes: int
-    pool_size_bytes: int
-    size_class_count: int
-    small_block_threshold: int
-    arenas_allocated_total: int
-    arenas_reclaimed: int
-    arenas_highwater: int
-    arenas_current: int
-    arena_bytes: int
-    allocated_block_bytes: int
-    available_block_bytes: int
-    unused_pool_bytes: int
-    pool_header_bytes: int
-    quantization_bytes: int
-    alignment_bytes: int
-    total_bytes: int
-    pools_in_use: int
-    blocks_in_use: int
-    utilisation: float | None
-    fragmentation: float | None
+    arena_size_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Size of one pymalloc arena in this interpreter")
+    )
+    pool_size_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Size of one pymalloc pool in this interpreter")
+    )
+    size_class_count: int = dataclasses.field(
+        metadata=metric(
+            "", "gauge", "Number of pymalloc size classes in this interpreter", prometheus="size_classes"
+        )
+    )
+    small_block_threshold: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Largest request pymalloc serves; bigger ones go to malloc")
+    )
+    arenas_allocated_total: int = dataclasses.field(
+        metadata=metric("", "counter", "Arenas pymalloc has taken from the operating system since start")
+    )
+    arenas_reclaimed: int = dataclasses.field(
+        metadata=metric("", "counter", "Arenas pymalloc has given back to the operating system since start")
+    )
+    arenas_highwater: int = dataclasses.field(
+        metadata=metric("", "gauge", "Most arenas pymalloc has held at once")
+    )
+    arenas_current: int = dataclasses.field(metadata=metric("", "gauge", "Arenas pymalloc holds now"))
+    arena_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Memory the arenas pymalloc holds now span")
+    )
+    allocated_block_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes in pymalloc blocks that hold live objects")
+    )
+    available_block_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes in free blocks inside pymalloc pools in use")
+    )
+    unused_pool_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes in empty pymalloc pools inside arenas still held")
+    )
+    pool_header_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes pymalloc spends on pool headers")
+    )
+    quantization_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes lost at the tail of pools too small for one more block")
+    )
+    alignment_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes lost to pymalloc arena alignment")
+    )
+    total_bytes: int = dataclasses.field(
+        metadata=metric(
+            "bytes", "gauge", "Sum of pymalloc's in-use, free and overhead bytes (equals the arena bytes)"
+        )
+    )
+    pools_in_use: int = dataclasses.field(
+        metadata=metric("", "gauge", "pymalloc pools serving a size class now")
+    )
+    blocks_in_use: int = dataclasses.field(
+        metadata=metric("", "gauge", "pymalloc blocks holding live objects now")
+    )
+    utilisation: float | None = dataclasses.field(
+        metadata=metric("ratio", "gauge", "Share of the held arena memory that live objects use")
+    )
+    fragmentation: float | None = dataclasses.field(
+        metadata=metric(
+            "ratio",
+            "gauge",
+            "Share of the held arena memory that is free but kept (free blocks and empty pools)",
+        )
+    )
     size_classes: tuple[SizeClassUsage, ...]
 
 

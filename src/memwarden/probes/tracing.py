@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import ClassVar, Literal, Protocol
 
 from memwarden.exceptions import ProbeUnavailable, UsageError
-from memwarden.probes._base import Availability, Cost
+from memwarden.probes._base import Availability, Cost, metric
 from memwarden.probes._codemap import (
     CodePlaces,
     FunctionIndex,
@@ -400,10 +400,18 @@ class _Tracer(Protocol):
 class TracingReading:
     """tracemalloc's counters: bytes traced now and at peak, its own overhead, its depth."""
 
-    traced_bytes: int
-    peak_traced_bytes: int
-    overhead_bytes: int
-    traceback_frames: int
+    traced_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Bytes of memory blocks tracemalloc traces now")
+    )
+    peak_traced_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Most bytes tracemalloc has traced at once since tracing started")
+    )
+    overhead_bytes: int = dataclasses.field(
+        metadata=metric("bytes", "gauge", "Memory tracemalloc itself uses to store its traces")
+    )
+    traceback_frames: int = dataclasses.field(
+        metadata=metric("", "gauge", "Frames tracemalloc keeps per traceback")
+    )
 
 
 class TracingProbe:

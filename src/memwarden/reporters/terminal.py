@@ -14,6 +14,27 @@ from rich.text import Text
 
 from .._format import format_bytes, format_duration, format_rate
 from ..diagnosis._verdict import LEAK_VERDICTS, VERDICT_MEANINGS, Verdict
+from ..metrics import (
+    GPU_ALLOCATED_BYTES,
+    GPU_INACTIVE_SPLIT_BYTES,
+    GPU_RESERVED_BYTES,
+    LIBC_FREE_BYTES,
+    LIBC_IN_USE_BYTES,
+    LIBC_MMAPPED_BYTES,
+    OBJECTS_ALLOCATED_BLOCKS,
+    OBJECTS_GC_COLLECTIONS_GEN2,
+    OBJECTS_GC_PAUSE_MAX_S,
+    PROCESS_CGROUP_LIMIT_BYTES,
+    PROCESS_CGROUP_USAGE_BYTES,
+    PROCESS_PSS_BYTES,
+    PROCESS_RSS_BYTES,
+    PROCESS_SWAP_BYTES,
+    PROCESS_USS_BYTES,
+    PYMALLOC_ALLOCATED_BLOCK_BYTES,
+    PYMALLOC_ARENA_BYTES,
+    PYMALLOC_UTILISATION,
+    TRACING_TRACED_BYTES,
+)
 
 _STYLE = {
     "python_leak": "bold red",
@@ -28,25 +49,25 @@ _STYLE = {
 
 # metrics shown in the tables, in order, with how to write them
 _KEY_FIGURES: tuple[tuple[str, str, str], ...] = (
-    ("process.rss_bytes", "RSS", "bytes"),
-    ("process.uss_bytes", "USS (private)", "bytes"),
-    ("process.pss_bytes", "PSS", "bytes"),
-    ("process.swap_bytes", "swap", "bytes"),
-    ("process.cgroup_limit_bytes", "container limit", "bytes"),
-    ("process.cgroup_usage_bytes", "container usage", "bytes"),
-    ("objects.allocated_blocks", "Python allocated blocks", "count"),
-    ("objects.gc_collections_gen2", "gc gen-2 collections", "count"),
-    ("objects.gc_pause_max_s", "longest gc pause", "seconds"),
-    ("pymalloc.arena_bytes", "pymalloc arenas", "bytes"),
-    ("pymalloc.allocated_block_bytes", "pymalloc in use", "bytes"),
-    ("pymalloc.utilisation", "pymalloc utilisation", "ratio"),
-    ("libc.in_use_bytes", "malloc in use", "bytes"),
-    ("libc.free_bytes", "malloc free (kept)", "bytes"),
-    ("libc.mmapped_bytes", "malloc mmapped", "bytes"),
-    ("tracing.traced_bytes", "tracemalloc traced", "bytes"),
-    ("gpu.allocated_bytes", "GPU allocated (live tensors)", "bytes"),
-    ("gpu.reserved_bytes", "GPU reserved (cached)", "bytes"),
-    ("gpu.inactive_split_bytes", "GPU inactive split", "bytes"),
+    (PROCESS_RSS_BYTES, "RSS", "bytes"),
+    (PROCESS_USS_BYTES, "USS (private)", "bytes"),
+    (PROCESS_PSS_BYTES, "PSS", "bytes"),
+    (PROCESS_SWAP_BYTES, "swap", "bytes"),
+    (PROCESS_CGROUP_LIMIT_BYTES, "container limit", "bytes"),
+    (PROCESS_CGROUP_USAGE_BYTES, "container usage", "bytes"),
+    (OBJECTS_ALLOCATED_BLOCKS, "Python allocated blocks", "count"),
+    (OBJECTS_GC_COLLECTIONS_GEN2, "gc gen-2 collections", "count"),
+    (OBJECTS_GC_PAUSE_MAX_S, "longest gc pause", "seconds"),
+    (PYMALLOC_ARENA_BYTES, "pymalloc arenas", "bytes"),
+    (PYMALLOC_ALLOCATED_BLOCK_BYTES, "pymalloc in use", "bytes"),
+    (PYMALLOC_UTILISATION, "pymalloc utilisation", "ratio"),
+    (LIBC_IN_USE_BYTES, "malloc in use", "bytes"),
+    (LIBC_FREE_BYTES, "malloc free (kept)", "bytes"),
+    (LIBC_MMAPPED_BYTES, "malloc mmapped", "bytes"),
+    (TRACING_TRACED_BYTES, "tracemalloc traced", "bytes"),
+    (GPU_ALLOCATED_BYTES, "GPU allocated (live tensors)", "bytes"),
+    (GPU_RESERVED_BYTES, "GPU reserved (cached)", "bytes"),
+    (GPU_INACTIVE_SPLIT_BYTES, "GPU inactive split", "bytes"),
 )
 
 
