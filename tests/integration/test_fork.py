@@ -195,3 +195,61 @@ def test_multiprocessing_fork_workers_get_their_own_monitor(tmp_path: Path) -> N
     assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
     files = {p.name for p in tmp_path.glob("mp-*.db")}
     assert len(files) >= 2  # the parent's and at least one worker's
+
+
+_TWO_LEAKS = """
+    import json, time
+    import memwarden
+
+    SESSIONS = []
+    EMBEDDINGS = []
+
+    class Session:
+        def __init__(self):
+            self.history = "h" * 50_000
+
+    class Embedding:
+        def __init__(self):
+            self.vector = "v" * 50_000
+
+    def open_session():
+        SESSIONS.append(Session())  # the first leak
+
+    def embed():
+        EMBEDDINGS.append(Embedding())  # the second leak, at a new site, later
+
+    def phase(seconds, step=None):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            if step is not None:
+                step()
+            time.sleep(0.01)
+
+    # time compressed through the config: a window may follow another 0.5 s after it closes
+    config = memwarden.InvestigatorConfig(warmup_s=0.3, window_s=1.0, cooldown_s=0.5,
+                                          windows_per_hour=3600, max_tracing_share=0.5)
+    with memwarden.Monitor(interval=0.1, investigator=config) as mon:
+        phase(1.5)
+        phase(3.0, open_session)
+        phase(2.0)
+        phase(3.0, embed)
+    v = mon.verdict
+    print(json.dumps({"verdict": v.verdict, "functions": [s.function for s in v.sites],
+                      "holders": [h.path for h in v.holders],
+                      "windows": [(w.opened_s, w.closed_s) for w in mon.evidence().windows]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_leak_after_a_quiet_spell_at_a_new_site_is_attributed_too(tmp_path: Path) -> None:
+    """Flat, leak at one site, flat, leak at another: a window opens for each, and both sites are named.
+
+    (Holders of strings kept in instance attributes are often not found within the 2 s sample
+    budget on a loaded machine: that is issue 9's holder work, not asserted here.)
+    """
+    out = _run(tmp_path, _TWO_LEAKS)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["verdict"] == "python_leak", result
+    assert len(result["windows"]) >= 2, result
+    assert {"open_session", "embed"} <= set(result["functions"]), result
