@@ -43,3 +43,19 @@ def test_import_starts_nothing_and_imports_no_heavy_optional_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_docs_name_only_public_modules() -> None:
+    """No page under docs/ nor the README sends users to a private module (``memwarden.x._y``)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    private = re.compile(r"memwarden(?:\.[a-z]\w*)*\._[a-z]\w*")
+    offenders = [
+        f"{page.relative_to(root)}:{n}: {m.group(0)}"
+        for page in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+        for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+        for m in private.finditer(line)
+    ]
+    assert not offenders, "\n".join(offenders)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from ._classify import DiagnosisConfig, classify, layer_figures
 from ._evidence import Evidence, TrimEvidence, WindowEvidence
+from ._gpu import GpuFinding, GpuThresholds, diagnose_gpu
+from ._trend import ChangePoint, MannKendall, Trend, analyse, detect_change, mann_kendall, theil_sen
 from ._verdict import (
     LEAK_VERDICTS,
     SCHEMA,
@@ -27,15 +29,25 @@ __all__ = [
     "SCHEMA",
     "VERDICT_MEANINGS",
     "CacheGrowthInfo",
+    "ChangePoint",
     "DiagnosisConfig",
     "Evidence",
+    "GpuFinding",
+    "GpuThresholds",
     "Holder",
+    "MannKendall",
     "Site",
     "SourceFrame",
+    "Trend",
     "TrimEvidence",
     "TypeGrowth",
     "Verdict",
     "WindowEvidence",
+    "analyse",
     "classify",
+    "detect_change",
+    "diagnose_gpu",
     "layer_figures",
+    "mann_kendall",
+    "theil_sen",
 ]
