@@ -181,6 +181,9 @@ class Monitor:
 
     def start(self) -> Monitor:
         """Start sampling (idempotent)."""
+        return self._start(first_sample_now=True)
+
+    def _start(self, *, first_sample_now: bool) -> Monitor:
         if self.sampler is not None:
             return self
         if self._pauses is not None:
@@ -200,7 +203,7 @@ class Monitor:
         self.footprint.ring_len = lambda: len(sampler.ring)
         _watch_for_fork()
         _running.add(self)
-        self.sampler.start()
+        self.sampler.start(first_sample_now=first_sample_now)
         return self
 
     def _keep_history(self, tick: Tick) -> None:
@@ -332,7 +335,9 @@ class Monitor:
         self.sampler = None
         self._evidence = None
         self._fresh_parts()
-        self.start()
+        # the first sample (and the investigator's first cache scan) is taken in the new thread,
+        # not here: this runs inside os.fork() and must not delay the child
+        self._start(first_sample_now=False)
 
 
 def _forked_verdict(parent_pid: int) -> Verdict:

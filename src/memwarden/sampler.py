@@ -210,14 +210,18 @@ class Sampler:
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
-    def start(self) -> Sampler:
-        """Take a first sample now, then keep sampling in a daemon thread."""
+    def start(self, *, first_sample_now: bool = True) -> Sampler:
+        """Take a first sample now (or, with ``first_sample_now=False``, in the thread), then keep
+        sampling in a daemon thread."""
         if self._thread is not None:
             return self
         self.started_mono = self.clock()
-        self.sample_once()
+        if first_sample_now:
+            self.sample_once()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="memwarden-sampler", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, args=(not first_sample_now,), name="memwarden-sampler", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -235,7 +239,12 @@ class Sampler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _loop(self) -> None:
+    def _loop(self, sample_first: bool = False) -> None:
+        if sample_first:
+            try:
+                self.sample_once()
+            except Exception as exc:
+                self.observer_errors.append(f"tick failed: {exc!r}")
         next_tick = self.clock() + self.interval
         while not self._stop.wait(max(0.0, next_tick - self.clock())):
             try:

@@ -204,6 +204,8 @@ class Timeline:
     def _detach_in_child(self) -> None:
         # The parent's connection must never be used here, nor closed (closing may checkpoint the
         # WAL and delete files the parent still writes): keep it alive and forget it.
+        if self._owner_pid == os.getpid():
+            return  # opened in this process (by a monitor that restarted here): it is ours
         self._lock = threading.Lock()
         if not self._closed:
             self._closed = True
