@@ -76,7 +76,8 @@ def read_verdict(path: Path) -> dict[str, Any]:
 
 def db_facts(path: Path) -> dict[str, Any]:
     """The run recorded in a timeline file: its meta, its verdict events and its sample count."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    mode = "mode=ro" if Path(f"{path}-wal").exists() else "immutable=1"  # immutable: no -wal/-shm made
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True)
     try:
         meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
         verdicts = conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'verdict'").fetchone()[0]

@@ -67,6 +67,7 @@ def test_a_db_that_holds_a_run_is_refused_unless_overwrite_then_holds_only_the_n
     assert "first.py" in lines[0]
     assert again.stdout == ""
     assert _digest(db) == before
+    assert _siblings(db) == ["r.db"]  # read without leaving -wal/-shm files behind
 
     cmd = [*MEMWARDEN, "run", "-q", "--interval", "0.05", "--db-overwrite", "--db", "r.db", "second.py"]
     replaced = run_guarded(cmd, tmp_path)

@@ -426,6 +426,8 @@ def _prepare_db(path: str, *, overwrite: bool) -> None:
     memwarden schema) is refused, even with ``overwrite``, and nothing in it is touched (it is read
     through a read-only connection). A timeline that already holds a run is refused unless
     ``overwrite``, which deletes it (and its ``-wal``/``-shm`` files) so the new run starts afresh.
+    A file created but never used (no samples, no command) and an SQLite file with no tables are
+    fresh timelines.
     """
     p = Path(path)
     if not p.is_file() or p.stat().st_size == 0:
@@ -433,8 +435,12 @@ def _prepare_db(path: str, *, overwrite: bool) -> None:
     with p.open("rb") as fh:
         if fh.read(16) != b"SQLite format 3\x00":
             return
+    # No -wal file: the main file holds everything, and immutable=1 reads it without locking it or
+    # creating -wal/-shm files beside it. A -wal file (a run killed, or one still writing) must be read
+    # too: mode=ro does, through a -shm file it may create.
+    mode = "mode=ro" if os.path.exists(path + "-wal") else "immutable=1"
     try:
-        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?{mode}", uri=True)
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             tables.discard("sqlite_sequence")
