@@ -266,3 +266,24 @@ def test_fail_on_leak_gives_exit_3_only_for_a_leak(workdir: Path) -> None:
     assert leaky.returncode == 3
     assert json.loads((workdir / "f.json").read_text())["leak"] is False, flat.stderr
     assert flat.returncode == 0
+
+
+def test_an_uncaught_exception_goes_through_the_program_s_excepthook(workdir: Path) -> None:
+    """A program's own sys.excepthook gets the uncaught exception, with the program's frames only."""
+    _write(
+        workdir / "hooked.py",
+        """
+        import sys, traceback
+        def hook(tp, value, tb):
+            files = [f.filename.rsplit("/", 1)[-1] for f in traceback.extract_tb(tb)]
+            print("hook saw", tp.__name__, value, files, file=sys.stderr)
+        sys.excepthook = hook
+        def work():
+            raise KeyError("k")
+        work()
+        """,
+    )
+    plain = run_python(["hooked.py"], workdir)
+    mw = run_memwarden(["run", "--quiet", "hooked.py"], workdir)
+    assert plain.returncode == mw.returncode == 1
+    assert mw.stderr == plain.stderr == "hook saw KeyError 'k' ['hooked.py', 'hooked.py']\n"
