@@ -32,6 +32,8 @@ def child():
         os._exit(4)
     if kind == "raise":
         raise ValueError("raised in the child")
+    if kind == "interrupt":
+        raise KeyboardInterrupt
     if kind == "grandchild":
         pid = os.fork()
         if pid == 0:
@@ -86,13 +88,19 @@ def test_forked_children_end_as_under_python_and_the_parent_run_is_intact(
     assert facts["verdicts"] == 1
 
 
-def test_a_failing_child_gives_python_s_exit_code_and_traceback(tmp_path: Path) -> None:
-    """The child's status as the parent sees it: 3 for sys.exit(3), 1 with a traceback for a raise."""
+def test_each_child_s_status_and_atexit_are_python_s(tmp_path: Path) -> None:
+    """The child's status as the parent sees it, and whether its atexit handlers ran, are python's:
+    3 for sys.exit(3), 4 for os._exit(4) (no atexit), 1 after a traceback for a raise, death by SIGINT
+    (-2, after atexit) for an uncaught KeyboardInterrupt, 0 for a child that returns."""
     write(tmp_path / "forker.py", FORKER)
-    for kind, status in (("exit", 3), ("_exit", 4), ("raise", 1), ("return", 0), ("grandchild", 5)):
+    expected = {"exit": 3, "_exit": 4, "raise": 1, "interrupt": -2, "return": 0, "grandchild": 5}
+    for kind, status in expected.items():
+        plain = run_guarded([sys.executable, "forker.py", kind], tmp_path)
         mw = run_guarded([*MEMWARDEN, "run", "-q", "--interval", "0.05", "forker.py", kind], tmp_path)
-        assert f"child ended with {status}\n" in mw.stdout, (kind, mw.stdout, mw.stderr)
-        assert ("atexit of the child" in mw.stdout) == (kind in ("exit", "raise", "return", "grandchild"))
+        assert f"child ended with {status}\n" in plain.stdout, (kind, plain.stdout, plain.stderr)
+        assert mw.stdout == plain.stdout, (kind, mw.stdout, mw.stderr)
+        assert mw.stderr == plain.stderr, kind  # --quiet: only the child's own traceback, if any
+        assert ("atexit of the child" in mw.stdout) == (kind != "_exit")
     assert "grandchild ended with 6" in mw.stdout
 
 
