@@ -26,8 +26,11 @@ def write(path: Path, body: str) -> Path:
     return path
 
 
-def run_guarded(cmd: Sequence[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_guarded(
+    cmd: Sequence[str], cwd: Path, timeout: float = 60, *, keep_children: bool = False
+) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` in its own session; past ``timeout`` kill the whole group (children too) and fail.
+    At the end what is left of the group is killed, unless ``keep_children``.
 
     ``subprocess.run(timeout=...)`` kills only the direct child and then waits for the pipes, which a
     hung forked child keeps open, so it could hang the suite itself.
@@ -49,8 +52,9 @@ def run_guarded(cmd: Sequence[str], cwd: Path, timeout: float = 60) -> subproces
         raise AssertionError(f"{' '.join(cmd)} hung for {timeout} s; stdout={out!r} stderr={err!r}") from None
     finally:
         # a child left behind (the test failed half-way) must not outlive the test
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        if not keep_children or proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
     return subprocess.CompletedProcess(list(cmd), proc.returncode, out, err)
 
 

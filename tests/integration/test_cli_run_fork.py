@@ -8,8 +8,10 @@ process group, so a hang fails the test instead of the suite.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,46 @@ def test_sigterm_to_a_forked_child_ends_only_that_child(tmp_path: Path) -> None:
     assert plain.returncode == mw.returncode == 0
     assert summaries(mw.stderr) == 1, mw.stderr
     read_verdict(tmp_path / "v.json")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+def test_a_child_that_outlives_the_parent_leaves_the_parent_s_files_unchanged(tmp_path: Path) -> None:
+    """A forked child still running when the parent's run has ended and written its files ends later
+    without changing them: the timeline's bytes, its sibling files and the JSON stay as the parent left them."""
+    write(
+        tmp_path / "orphan.py",
+        """
+        import os, sys, time
+        pid = os.fork()
+        if pid == 0:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)  # let the test's pipes close when the parent ends
+            os.dup2(devnull, 2)
+            time.sleep(1.5)
+            sys.exit(0)
+        print(pid, flush=True)
+        """,
+    )
+    cmd = [*MEMWARDEN, "run", "-q", "--interval", "0.05", "--json", "v.json", "--db", "r.db", "orphan.py"]
+    mw = run_guarded(cmd, tmp_path, keep_children=True)
+    assert mw.returncode == 0, mw.stderr
+    child = int(mw.stdout)
+    db = tmp_path / "r.db"
+    before = (db.read_bytes(), (tmp_path / "v.json").read_bytes(), sorted(p.name for p in tmp_path.iterdir()))
+    assert not _gone(child), "the child ended before the parent's run did; the test proves nothing"
+    deadline = time.monotonic() + 30
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not _gone(child):
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the child did not end")
+    after = (db.read_bytes(), (tmp_path / "v.json").read_bytes(), sorted(p.name for p in tmp_path.iterdir()))
+    assert after == before
+    assert db_facts(db)["verdicts"] == 1
