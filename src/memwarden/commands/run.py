@@ -43,7 +43,9 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write the verdict (schema memwarden.verdict/1) to PATH")
     p.add_argument(
-        "--db", metavar="PATH", help="record the timeline in this SQLite file (kept after the run)"
+        "--db",
+        metavar="PATH",
+        help="record the timeline in this SQLite file (kept after the run; one file holds one run)",
     )
     p.add_argument(
         "--db-overwrite",
