@@ -7,6 +7,7 @@ The tree::
     ├── UsageError (ValueError)   bad input from the user: a bad interval, a bad option
     ├── ProgramNotFound (FileNotFoundError)
     │                             the script or module given to ``memwarden run`` does not exist
+    │                             or cannot be run (``exit_code``: python's for the same case)
     ├── TimelineError (OSError)   a timeline file cannot be opened, is not a memwarden timeline,
     │                             or is corrupt
     └── UnknownMetric (KeyError)  a metric name no probe declares (see :mod:`memwarden.metrics`)
@@ -36,7 +37,16 @@ class UsageError(MemwardenError, ValueError):
 
 
 class ProgramNotFound(MemwardenError, FileNotFoundError):
-    """The script or module to run does not exist."""
+    """The script or module to run does not exist, or cannot be run.
+
+    ``exit_code`` is what ``python`` exits with in the same case, and so what ``memwarden run`` exits
+    with: 2 for a script it cannot open, 1 for a module it cannot find or a folder without
+    ``__main__.py``.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class TimelineError(MemwardenError, OSError):

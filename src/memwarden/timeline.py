@@ -158,6 +158,13 @@ class Timeline:
                 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
             else:
                 conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if found - {"sqlite_sequence"} and "meta" not in found:
+                    conn.close()
+                    raise TimelineError(
+                        path,
+                        "is another program's SQLite database, not a memwarden timeline (pick another path)",
+                    )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_DDL)

@@ -144,12 +144,58 @@ def test_missing_script_is_one_clear_line(workdir: Path) -> None:
     assert len(lines) == 1 and "no such script: nope.py" in lines[0]
 
 
-def test_missing_module_is_one_clear_line(workdir: Path) -> None:
-    """A module that cannot be found: one line, exit 2."""
+def test_missing_module_is_one_clear_line_and_exit_1_as_python(workdir: Path) -> None:
+    """A module that cannot be found: one line (python's "No module named ..."), exit 1 as python."""
+    plain = run_python(["-m", "no_such_module_xyz"], workdir)
     mw = run_memwarden(["run", "-m", "no_such_module_xyz"], workdir)
-    assert mw.returncode == 2
+    assert plain.returncode == mw.returncode == 1
     lines = mw.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no_such_module_xyz" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("memwarden: error: "), mw.stderr
+    assert "No module named no_such_module_xyz" in lines[0]
+
+
+def test_a_package_without_main_is_one_clear_line_and_exit_1_as_python(workdir: Path) -> None:
+    """`-m pkg` where pkg has no __main__.py: one line, exit 1, the program not run (python: 1)."""
+    _write(workdir / "lib" / "__init__.py", "open('ran.txt', 'w').write('yes')\n")
+    plain = run_python(["-m", "lib"], workdir)
+    (workdir / "ran.txt").unlink(missing_ok=True)
+    mw = run_memwarden(["run", "-m", "lib"], workdir)
+    assert plain.returncode == mw.returncode == 1
+    lines = mw.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot be directly executed" in lines[0], mw.stderr
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip"])
+def test_a_folder_or_zip_without_main_is_one_clear_line_and_exit_1_as_python(
+    workdir: Path, kind: str
+) -> None:
+    """A folder (or zip archive) without __main__.py: python says it can't find '__main__' and exits
+    1; memwarden says the same in one line, with no traceback and no verdict, and exits 1."""
+    _write(workdir / "app" / "helper.py", "print('never run')\n")
+    target = "app"
+    if kind == "zip":
+        import zipfile
+
+        with zipfile.ZipFile(workdir / "app.zip", "w") as zf:
+            zf.write(workdir / "app" / "helper.py", "helper.py")
+        target = "app.zip"
+    plain = run_python([target], workdir)
+    mw = run_memwarden(["run", target], workdir)
+    assert plain.returncode == mw.returncode == 1
+    assert "can't find '__main__' module" in plain.stderr
+    lines = mw.stderr.strip().splitlines()
+    assert len(lines) == 1, mw.stderr
+    assert lines[0].startswith("memwarden: error: can't find '__main__' module in") and target in lines[0]
+    assert mw.stdout == ""
+
+
+def test_a_folder_with_main_still_runs(workdir: Path) -> None:
+    """A folder with __main__.py runs it, as python does (the check above refuses only the others)."""
+    _write(workdir / "app" / "__main__.py", "import sys\nprint('main ran', sys.argv[1:])\nsys.exit(4)\n")
+    plain = run_python(["app", "x"], workdir)
+    mw = run_memwarden(["run", "--quiet", "app", "x"], workdir)
+    assert plain.returncode == mw.returncode == 4
+    assert mw.stdout == plain.stdout == "main ran ['x']\n"
 
 
 @pytest.mark.parametrize("interval", ["abc", "0", "-2", "nan"])
@@ -220,3 +266,24 @@ def test_fail_on_leak_gives_exit_3_only_for_a_leak(workdir: Path) -> None:
     assert leaky.returncode == 3
     assert json.loads((workdir / "f.json").read_text())["leak"] is False, flat.stderr
     assert flat.returncode == 0
+
+
+def test_an_uncaught_exception_goes_through_the_program_s_excepthook(workdir: Path) -> None:
+    """A program's own sys.excepthook gets the uncaught exception, with the program's frames only."""
+    _write(
+        workdir / "hooked.py",
+        """
+        import sys, traceback
+        def hook(tp, value, tb):
+            files = [f.filename.rsplit("/", 1)[-1] for f in traceback.extract_tb(tb)]
+            print("hook saw", tp.__name__, value, files, file=sys.stderr)
+        sys.excepthook = hook
+        def work():
+            raise KeyError("k")
+        work()
+        """,
+    )
+    plain = run_python(["hooked.py"], workdir)
+    mw = run_memwarden(["run", "--quiet", "hooked.py"], workdir)
+    assert plain.returncode == mw.returncode == 1
+    assert mw.stderr == plain.stderr == "hook saw KeyError 'k' ['hooked.py', 'hooked.py']\n"

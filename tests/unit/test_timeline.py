@@ -121,3 +121,19 @@ def test_an_empty_file_is_not_a_timeline(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(TimelineError, match="is empty"):
         Timeline.open_existing(empty)
+
+
+def test_another_programs_database_is_refused_untouched(tmp_path: Path) -> None:
+    """Timeline(path) on an unrelated SQLite file raises TimelineError and adds no table to it."""
+    import sqlite3
+
+    db = tmp_path / "app.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    before = db.read_bytes()
+    with pytest.raises(TimelineError, match="another program's SQLite database"):
+        Timeline(db)
+    assert db.read_bytes() == before
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"users"}

@@ -3,8 +3,11 @@
 One module per command, each with ``add_arguments(parser)`` and ``execute(args) -> int``; this module
 is the only place where errors become a one-line message and an exit code:
 
-- 0: success (for ``run``: the program's own exit code is passed through);
-- 2: bad usage or bad input (a missing script, a corrupt timeline, a bad interval ...);
+- 0: success (for ``run``: the program's own exit status is passed through, death by a signal
+  included; see docs/reference/cli.md);
+- 1: ``run`` could not run the program where python exits 1 too (no such module, a folder without
+  ``__main__.py``);
+- 2: bad usage or bad input (a missing script, a corrupt or foreign timeline, a bad interval ...);
 - 3: ``run --fail-on-leak`` found a leak.
 """
 
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .._version import __version__
-from ..exceptions import MemwardenError, UsageError
+from ..exceptions import MemwardenError, ProgramNotFound, UsageError
 from . import diagnose, report, run, snapshot
 
 EXIT_USAGE = 2
@@ -61,8 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(_COMMANDS[args.command].execute(args))
     except MemwardenError as exc:
         print(f"memwarden: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
+        return exc.exit_code if isinstance(exc, ProgramNotFound) else EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        if run.passes_through(exc):
+            raise  # the program's: the interpreter prints nothing more and ends by SIGINT, as python
         print("memwarden: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

@@ -5,27 +5,32 @@ from __future__ import annotations
 import argparse
 import builtins
 import contextlib
+import functools
 import importlib.machinery
 import io
 import json
 import os
 import platform
 import runpy
+import signal
+import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from .._monitor import Monitor
 from ..attribution._investigator import InvestigatorConfig
 from ..diagnosis._verdict import Verdict
-from ..exceptions import ProgramNotFound, UsageError
+from ..exceptions import ProgramNotFound, TimelineError, UsageError
 from ..sampler import validate_interval
-from ..timeline import Timeline
+from ..timeline import SCHEMA, Timeline
 
 HELP = "run a script or module and diagnose its memory"
 DESCRIPTION = (
@@ -38,7 +43,14 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write the verdict (schema memwarden.verdict/1) to PATH")
     p.add_argument(
-        "--db", metavar="PATH", help="record the timeline in this SQLite file (kept after the run)"
+        "--db",
+        metavar="PATH",
+        help="record the timeline in this SQLite file (kept after the run; one file holds one run)",
+    )
+    p.add_argument(
+        "--db-overwrite",
+        action="store_true",
+        help="replace the run already recorded in the --db file (without it such a file is refused)",
     )
     p.add_argument(
         "--interval",
@@ -93,8 +105,9 @@ def _resolve(args: argparse.Namespace) -> tuple[Program, Callable[[], None]]:
         try:
             mod_name, spec, code = runpy._get_module_details(name)  # type: ignore[attr-defined]
         except ImportError as exc:
+            # python: "No module named x", exit 1
             raise ProgramNotFound(
-                f"cannot run module {name!r}: {exc} (check the name and that it is installed)"
+                f"cannot run module {name!r}: {exc} (check the name and that it is installed)", exit_code=1
             ) from None
         origin = spec.origin or name
         return Program([origin, *rest], module=name), lambda: _exec_module(
@@ -109,6 +122,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Program, Callable[[], None]]:
     if not path.exists():
         raise ProgramNotFound(f"no such script: {script} (check the path)")
     if path.is_dir() or script.endswith((".zip", ".pyz")):
+        _check_has_main(script)
         return Program(rest), lambda: _exec_path(script, rest)
     if not os.access(path, os.R_OK):
         raise ProgramNotFound(f"cannot read the script {script} (check its permissions)")
@@ -120,6 +134,26 @@ def _resolve(args: argparse.Namespace) -> tuple[Program, Callable[[], None]]:
         # python prints the SyntaxError and exits 1: do the same, before sampling anything
         raise _ProgramSyntaxError(exc) from None
     return Program(rest), lambda: _exec_script(os.path.abspath(path), code, rest)
+
+
+def _check_has_main(script: str) -> None:
+    """A folder or zip archive runs its ``__main__`` module; without one python exits 1, so do we."""
+    import pkgutil
+
+    importer = pkgutil.get_importer(script)
+    if importer is None or not hasattr(importer, "find_spec"):
+        return  # not a folder or archive after all: python (runpy) runs the file as a script
+    try:
+        spec = importer.find_spec("__main__")
+    except Exception:  # an unreadable archive: let runpy report it as python would
+        return
+    if spec is None:
+        kind = "folder" if os.path.isdir(script) else "archive"
+        raise ProgramNotFound(
+            f"can't find '__main__' module in {script!r} (a {kind} is run through its __main__.py; "
+            "give a script in it, or add one)",
+            exit_code=1,
+        )
 
 
 class _ProgramSyntaxError(Exception):
@@ -177,11 +211,201 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def _print_program_traceback(exc: BaseException) -> None:
-    """Print the traceback as python would: starting at the program's own frames, not memwarden's."""
+    """Print the traceback as python would: through ``sys.excepthook`` (the program may have set its
+    own), starting at the program's own frames, not memwarden's."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb)
+    exc = exc.with_traceback(tb)
+    try:
+        sys.excepthook(type(exc), exc, tb)
+    except BaseException:
+        traceback.print_exception(type(exc), exc, tb)
+
+
+_INTERRUPTED = -signal.SIGINT
+"""The exit status of a program that ended with an uncaught ``KeyboardInterrupt`` (death by SIGINT)."""
+
+
+def _program_exit(exc: BaseException) -> int:
+    """What python prints when ``exc`` ends the program, printed; and the exit status it then gives.
+
+    ``SystemExit``: its code (a message is printed, exit 1); ``KeyboardInterrupt``: the traceback, then
+    death by SIGINT (:data:`_INTERRUPTED`); any other exception: the traceback, exit 1.
+    """
+    if isinstance(exc, SystemExit):
+        return _exit_code(exc)
+    _print_program_traceback(exc)
+    return _INTERRUPTED if isinstance(exc, KeyboardInterrupt) else 1
+
+
+_PASS_THROUGH = "_memwarden_program_interrupt"
+
+
+def passes_through(exc: BaseException) -> bool:
+    """Whether ``exc`` is the program's ``KeyboardInterrupt`` that must reach the interpreter's top level."""
+    return getattr(exc, _PASS_THROUGH, False) is True
+
+
+def _end_interrupted() -> NoReturn:
+    """End as python ends after an uncaught ``KeyboardInterrupt`` (its traceback already printed).
+
+    Python 3.11, seeing a ``KeyboardInterrupt`` reach the top level, prints it, finalises the
+    interpreter (``atexit`` handlers run, streams are flushed) and then kills itself with SIGINT, so
+    that a shell or supervisor sees death by SIGINT (bpo-1054041). To get exactly that, a bare
+    ``KeyboardInterrupt`` goes up to the interpreter (``commands.main`` lets it pass), and
+    ``sys.excepthook`` skips printing that one exception, whose traceback was printed already.
+    """
+    interrupt = KeyboardInterrupt()
+    setattr(interrupt, _PASS_THROUGH, True)
+    previous = sys.excepthook
+
+    def excepthook(tp: type[BaseException], value: BaseException, tb: types.TracebackType | None) -> None:
+        sys.excepthook = previous
+        if value is not interrupt:
+            previous(tp, value, tb)
+
+    sys.excepthook = excepthook
+    raise interrupt
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _die_by_signal(signum: int) -> NoReturn:
+    """End this process by ``signum``'s default action, so the parent sees death by that signal."""
+    _flush_streams()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)  # only if the signal did not end the process (it is blocked here)
+
+
+_SIGTERM_FINISH_S = 5.0
+"""How long a SIGTERM waits for the verdict, the JSON and the summary before the process ends anyway."""
+
+
+class _SigtermFinish:
+    """While the program runs, SIGTERM still ends it at once, but with the verdict written first.
+
+    Python's default action for SIGTERM ends the process on the spot: no ``finally``, no ``atexit``;
+    so a supervisor stopping a service run under ``memwarden run`` would get no verdict. This handler,
+    installed only while the program runs, only where SIGTERM has its default action (not ignored,
+    not handled by whoever started memwarden) and removed afterwards unless the program replaced it
+    (then the program's own handler is in charge, as under python), does this:
+
+    1. it puts the default action back, so a second SIGTERM ends the process at once, and ignores
+       SIGINT (nothing may unwind the program from here on);
+    2. in the process that started the run, it finishes the run in a helper thread (stops the
+       monitor, records the exit status, writes the JSON and the summary) and waits for that at most
+       :data:`_SIGTERM_FINISH_S`;
+    3. it sends itself SIGTERM, which now ends the process by the signal, as under python.
+
+    A child the program forks gets SIGTERM's default action back at once (an ``os.register_at_fork``
+    hook): a Python-level handler only runs when the main thread next executes bytecode, so a child
+    blocked in a call that a just-missed signal no longer interrupts (a multiprocessing worker waiting
+    on its queue's lock) would never die, where under python the kernel ends it on the spot. Should
+    the handler still run in a child (a signal between the fork and the hook), it finishes nothing
+    and ends the child by the signal.
+
+    The program's code never runs again once the handler starts, as with the default action; in
+    particular it is not unwound (raising from the handler would run its ``finally`` blocks and could
+    be swallowed by an ``except BaseException``, so the service might never stop). The finishing runs
+    in another thread with a time limit because the handler interrupts the main thread at an
+    arbitrary point: if that point holds a lock the finishing needs, the limit turns a deadlock into
+    a process that ends without a verdict, as it would have ended under python.
+    """
+
+    def __init__(self, owner_pid: int, finish: Callable[[int], object]) -> None:
+        self._owner_pid = owner_pid
+        self._finish = finish
+        self._handler = self._on_sigterm  # one object, so getsignal() can tell it is ours
+        self._installed = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        _register_fork_hook()
+        signal.signal(signal.SIGTERM, self._handler)
+        self._installed = True
+
+    def restore(self) -> None:
+        if not self._installed or threading.current_thread() is not threading.main_thread():
+            return
+        self._installed = False
+        if signal.getsignal(signal.SIGTERM) is self._handler:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def _on_sigterm(self, signum: int, frame: types.FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.getpid() == self._owner_pid:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            worker = threading.Thread(
+                target=self._finish, args=(-signum,), name="memwarden-sigterm", daemon=True
+            )
+            worker.start()
+            worker.join(_SIGTERM_FINISH_S)
+        _die_by_signal(signum)
+
+
+@functools.cache
+def _register_fork_hook() -> None:
+    """Register :func:`_default_sigterm_in_child` once per process (a hook cannot be removed)."""
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
+
+def _default_sigterm_in_child() -> None:
+    """In a freshly forked child: SIGTERM's default action again, if memwarden's handler was set."""
+    with contextlib.suppress(Exception):
+        if isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), _SigtermFinish):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class _RunOutputs:
+    """The end of a run in the process that started it: verdict, exit status, JSON, summary; once."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        monitor: Monitor,
+        timeline: Timeline,
+        scratch: str | None,
+        render: Callable[[Verdict], None],
+    ) -> None:
+        self._args = args
+        self._monitor = monitor
+        self._timeline = timeline
+        self._scratch = scratch
+        self._render = render
+        self._lock = threading.Lock()
+        self.verdict: Verdict | None = None
+
+    def finish(self, code: int) -> Verdict | None:
+        """Stop the monitor, record ``code`` and write the outputs (the first call only)."""
+        if not self._lock.acquire(blocking=False):
+            return self.verdict  # already finishing (a SIGTERM during the normal end)
+        _flush_streams()
+        try:
+            verdict = self.verdict = self._monitor.stop()
+            self._timeline.set_meta(exit_code=code)
+        finally:
+            self._timeline.close()
+            if self._scratch is not None:
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(self._scratch + suffix)
+        if self._args.json:
+            _write_json(self._args.json, verdict)
+        if not self._args.quiet:
+            self._render(verdict)
+        _flush_streams()
+        return verdict
 
 
 def _check_output_path(path: str, what: str) -> None:
@@ -194,6 +418,81 @@ def _check_output_path(path: str, what: str) -> None:
         raise UsageError(f"{what} {path} is a directory; give a file path")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{what} {path}: cannot write in {parent} (check its permissions)")
+
+
+def _prepare_db(path: str, *, overwrite: bool) -> None:
+    """Refuse a ``--db`` file memwarden must not write into; with ``overwrite``, remove a previous run.
+
+    One file holds one run. A file that is not SQLite or is corrupt is left to :class:`Timeline`,
+    which refuses it without writing. An SQLite database of another program (tables, but no
+    memwarden schema) is refused, even with ``overwrite``, and nothing in it is touched (it is read
+    through a read-only connection). A timeline that already holds a run is refused unless
+    ``overwrite``, which deletes it (and its ``-wal``/``-shm`` files) so the new run starts afresh.
+    A file created but never used (no samples, no command) and an SQLite file with no tables are
+    fresh timelines.
+    """
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return
+    with p.open("rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            return
+    # No -wal file: the main file holds everything, and immutable=1 reads it without locking it or
+    # creating -wal/-shm files beside it. A -wal file (a run killed, or one still writing) must be read
+    # too: mode=ro does, through a -shm file it may create.
+    mode = "mode=ro" if os.path.exists(path + "-wal") else "immutable=1"
+    try:
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?{mode}", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables.discard("sqlite_sequence")
+            meta: dict[str, str] = {}
+            if "meta" in tables:
+                meta = {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+            samples = 0
+            if "samples" in tables:
+                samples = int(conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return
+    if not tables:
+        return  # an empty SQLite file: a new timeline
+    schema = _json_or_text(meta.get("schema"))
+    if schema is None:
+        names = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise TimelineError(
+            path,
+            f"is an SQLite database of another program (tables: {names}), not a memwarden timeline; "
+            "memwarden will not write into it: give a new --db path",
+        )
+    if schema != SCHEMA:
+        raise TimelineError(
+            path, f"was written with timeline schema {schema!r}; this memwarden writes {SCHEMA!r}"
+        )
+    if samples == 0 and "command" not in meta:
+        return  # a timeline created but never used
+    if not overwrite:
+        command = _json_or_text(meta.get("command"))
+        started = _json_or_text(meta.get("started"))
+        what = " ".join(command) if isinstance(command, list) else "a run"
+        when = f", started {started}" if isinstance(started, str) else ""
+        raise UsageError(
+            f"--db {path} already holds a run ({what}{when}, {samples} samples); one file holds one "
+            "run: give a new path, or add --db-overwrite to replace it"
+        )
+    for suffix in ("-wal", "-shm", ""):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
+
+
+def _json_or_text(value: str | None) -> object:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -209,6 +508,7 @@ def execute(args: argparse.Namespace) -> int:
     scratch: str | None = None
     if args.db:
         _check_output_path(args.db, "--db")
+        _prepare_db(args.db, overwrite=args.db_overwrite)
         db_path = args.db
     else:
         # the diagnosis reads the whole run, not just the in-memory ring: keep it in a scratch file
@@ -216,12 +516,13 @@ def execute(args: argparse.Namespace) -> int:
         os.close(fd)
         db_path = scratch
     timeline = Timeline(db_path)
+    owner_pid = os.getpid()
     timeline.set_meta(
         command=["memwarden", "run", *program.display],
         python=platform.python_version(),
         implementation=platform.python_implementation(),
         platform=platform.platform(),
-        pid=os.getpid(),
+        pid=owner_pid,
         interval=interval,
         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
@@ -230,44 +531,49 @@ def execute(args: argparse.Namespace) -> int:
         db=timeline,
         investigate=not args.no_trace,
         investigator=InvestigatorConfig(window_s=window),
+        on_fork="stop",  # a forked child of the program runs no monitor: it behaves as under python
     )
-    saved_argv, saved_path0, saved_main = list(sys.argv), sys.path[0], sys.modules["__main__"]
+    # loaded now, so that finishing after a SIGTERM imports nothing while the program is stopped
+    from ..reporters.terminal import render_verdict
+
+    def render(verdict: Verdict) -> None:
+        render_verdict(verdict, sys.stderr, color=None if sys.stderr.isatty() else False)
+
+    outputs = _RunOutputs(args, monitor, timeline, scratch, render)
+    sigterm = _SigtermFinish(owner_pid, outputs.finish)
+    saved_argv, saved_path0 = list(sys.argv), sys.path[0]
     code = 0
     monitor.start()
+    sigterm.install()
     try:
         run_program()
-    except SystemExit as exc:
-        code = _exit_code(exc)
-    except KeyboardInterrupt as exc:
-        _print_program_traceback(exc)
-        code = 130
     except BaseException as exc:
-        _print_program_traceback(exc)
-        code = 1
+        code = _program_exit(exc)
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        verdict = monitor.stop()
-        timeline.set_meta(exit_code=code)
-        timeline.close()
-        if scratch is not None:
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(OSError):
-                    os.unlink(scratch + suffix)
-        sys.argv = saved_argv
-        sys.path[0] = saved_path0
-        # leave the program's __main__ in sys.modules: atexit handlers and threads still use it
-        del saved_main
-    if args.json:
-        _write_json(args.json, verdict)
-    if not args.quiet:
-        from ..reporters.terminal import render_verdict
-
-        render_verdict(verdict, sys.stderr, color=None if sys.stderr.isatty() else False)
-    if code == 0 and args.fail_on_leak and verdict.leak:
+        sigterm.restore()
+    if os.getpid() != owner_pid:
+        # A child the program forked (os.fork, multiprocessing's fork) left the program's code by an
+        # exception or by returning. The monitor, the timeline and the output files are the parent's:
+        # touch none of them (no stop, no summary, no JSON, no DB write, no scratch unlink) and end as
+        # python would, through the normal interpreter exit, so the child's atexit handlers run.
+        _keep_inherited.append((monitor, timeline))
+        if code == _INTERRUPTED:
+            _end_interrupted()
+        return code
+    verdict = outputs.finish(code)
+    sys.argv = saved_argv
+    sys.path[0] = saved_path0
+    # leave the program's __main__ in sys.modules: atexit handlers and threads still use it
+    if code == _INTERRUPTED:
+        _end_interrupted()
+    if code == 0 and args.fail_on_leak and verdict is not None and verdict.leak:
         return 3
     return code
+
+
+_keep_inherited: list[object] = []
+"""A forked child's copies of the parent's monitor and timeline, kept referenced (never closed) so the
+child does not close the parent's SQLite connection before its interpreter exits."""
 
 
 def _write_json(path: str, verdict: Verdict) -> None:
