@@ -98,7 +98,7 @@ def classify(
     duration = samples[-1].mono - samples[0].mono if len(samples) >= 2 else 0.0
     cfg = _for_duration(cfg, duration)
     counted = len(samples) if total_samples is None else total_samples
-    trend_samples = _evenly(samples, cfg.max_trend_points)
+    trend_samples = _evenly(samples, cfg.max_trend_points, always=duration >= cfg.long_run_s)
     layers = layer_figures(samples)
     for layer, why in ev.unavailable:
         if not layers.get(layer):  # read earlier in the run: its figures say more
@@ -360,14 +360,14 @@ def _for_duration(cfg: DiagnosisConfig, duration: float) -> DiagnosisConfig:
     return dataclasses.replace(cfg, min_rate_bytes_per_s=floor)
 
 
-def _evenly(samples: list[Sample], limit: int) -> list[Sample]:
+def _evenly(samples: list[Sample], limit: int, *, always: bool = False) -> list[Sample]:
     """At most about ``limit`` samples, one per equal slice of time (the first in it), and the last.
 
-    Identity up to ``limit`` samples. A digest whose latest rows are denser than the rest (a
-    stride over the history, then every recent sample) comes out evenly spread, as the trend
-    statistics (equal-count group means, change points) assume.
+    Identity up to ``limit`` samples unless ``always`` (a long run). A digest whose latest rows are
+    denser than the rest (a stride over the history, then every recent sample) comes out evenly
+    spread, as the trend statistics (equal-count group means, change points) assume.
     """
-    if len(samples) <= limit or limit < 2:
+    if (len(samples) <= limit and not always) or limit < 2:
         return samples
     t0, width = samples[0].mono, (samples[-1].mono - samples[0].mono) / limit
     if width <= 0.0:
@@ -410,9 +410,10 @@ def _primary_series(samples: Sequence[Sample], key: str) -> tuple[list[float], l
 
 def _growth_start(samples: Sequence[Sample], key: str, tr: Trend, cfg: DiagnosisConfig) -> GrowthStart:
     """When the leak's growth began: at the bend of a hinge fit when the series was flat before
-    it, else at the first sample (it grew from the start, a warm-up included)."""
+    it (with the Theil-Sen rate of the points after the bend), else at the first sample (it grew
+    from the start, a warm-up included; with the trend's rate)."""
     ts, ys = _primary_series(samples, key)
-    offset = 0.0
+    offset, rate = 0.0, tr.rate_per_s
     if len(ts) >= 2 * cfg.min_samples:
         bend = detect_change(
             ts, ys, min_after=cfg.min_samples, max_points=len(ts), min_share=_ONSET_SHARE, continuous=True
@@ -423,7 +424,8 @@ def _growth_start(samples: Sequence[Sample], key: str, tr: Trend, cfg: Diagnosis
             and bend.slope_before_per_s <= _FLAT_BEFORE * bend.slope_after_per_s
         ):
             offset = bend.t
-    return GrowthStart(t=samples[0].t + offset, offset_s=offset, rate_bytes_per_s=tr.rate_per_s)
+            rate = theil_sen(ts[bend.index :], ys[bend.index :])[0]  # since the bend, robustly
+    return GrowthStart(t=samples[0].t + offset, offset_s=offset, rate_bytes_per_s=rate)
 
 
 def _levelled_off(samples: Sequence[Sample], key: str) -> tuple[float, float] | None:

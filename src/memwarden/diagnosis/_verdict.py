@@ -156,7 +156,7 @@ class GrowthStart:
     ``t`` is the wall-clock time (seconds since the epoch), ``offset_s`` the seconds since the
     run's first sample: 0 when it grew from the start (a warm-up included), later when the series
     was flat until then (a bend in it, found by a hinge fit). ``rate_bytes_per_s`` is the growth
-    since then (the verdict's ``growth_bytes_per_s["rss"]``).
+    since then: the Theil-Sen slope after the bend (from the start: ``growth_bytes_per_s["rss"]``).
     """
 
     t: float
