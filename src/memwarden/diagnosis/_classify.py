@@ -133,14 +133,15 @@ def classify(
     # A long run is judged over its recent part too: growth that began late is a leak however
     # flat the days before; growth that stopped long ago is not a current leak.
     stopped = started = False
-    recent_s = recent[2] if recent is not None else 0.0
+    recent_s = recent[2] - recent[1] if recent is not None else 0.0
     if recent is not None and rss_tr is not None:
-        recent_tr, recent_blocks, _ = recent
+        recent_tr, since = recent[0], recent[1]
         whole_grows = _meaningful_growth(rss_tr, cfg)
         stopped = whole_grows and recent_tr.status in ("flat", "plateau", "step", "shrinking")
         started = not whole_grows and _meaningful_growth(recent_tr, cfg)
         if started:
-            rss_tr, blocks_tr = recent_tr, recent_blocks or blocks_tr
+            part = [s for s in trend_samples if s.mono >= since]
+            rss_tr, blocks_tr = recent_tr, _trend(part, BLOCKS, cfg, bytes_series=False) or blocks_tr
     window = ev.windows[-1] if ev.windows else None
     python_rate = _python_rate(samples, trend_samples, window, cfg)
     rss_rate = rss_tr.rate_per_s if rss_tr is not None else None
@@ -385,9 +386,9 @@ def _evenly(samples: list[Sample], limit: int, *, always: bool = False) -> list[
 
 def _recent(
     samples: list[Sample], key: str, cfg: DiagnosisConfig, duration: float
-) -> tuple[Trend, Trend | None, float] | None:
-    """For a long run: the trends of ``key`` and of the block count over its recent part, and
-    that part's length in seconds; ``None`` for a shorter run or too few recent samples."""
+) -> tuple[Trend, float, float] | None:
+    """For a long run: the trend of ``key`` over its recent part, and that part's first and last
+    monotonic times; ``None`` for a shorter run or too few recent samples to say."""
     if duration < cfg.long_run_s or not samples:
         return None
     since = samples[-1].mono - duration * cfg.recent_share
@@ -395,7 +396,7 @@ def _recent(
     tr = _trend(part, key, cfg)
     if tr is None or tr.status == "insufficient":
         return None
-    return tr, _trend(part, BLOCKS, cfg, bytes_series=False), part[-1].mono - part[0].mono
+    return tr, part[0].mono, part[-1].mono
 
 
 _FLAT_BEFORE = 0.1
