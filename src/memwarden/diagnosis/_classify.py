@@ -14,6 +14,13 @@ The decision, in the order it is made:
    gave back); *plateau* when it grew and levelled off; else *stable*.
 5. The GPU layer is decided on its own (``gpu_leak``, ``gpu_cache_retention``) and wins over a
    CPU-side answer that is not a leak.
+
+A long run (12 h or more) is judged over its last third as well as the whole: growth there alone is
+a leak (it began too late to bend the whole run's trend); growth over the run that the last third
+no longer shows is a ``plateau`` whose summary says when it stopped. Past 10 minutes the rate floor
+falls with the run's length. A leak's ``growth_began`` is the bend of a hinge fit when the series
+was flat before it, else the first sample. The trends run on at most ``max_trend_points`` samples
+evenly spread in time, so the cost is bounded however long the history fed in.
 """
 
 from __future__ import annotations
