@@ -175,6 +175,22 @@ def test_a_short_leak_that_grows_from_the_start_began_at_offset_zero() -> None:
     assert "flat for" not in v.summary
 
 
+def test_a_short_run_flat_then_leaking_is_dated_at_the_bend_in_bytes_per_second() -> None:
+    """Flat for 20 s, then 300 KB/s of objects: growth began at +20 s, said per second (a short run)."""
+    rng = random.Random(1)
+    rss = [100 * MiB + rng.gauss(0, 30_000) + max(0, i - 20) * 300_000 for i in range(60)]
+    blocks = [1000 + max(0, i - 20) * 500 for i in range(60)]
+    samples = samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks})
+    v = classify(samples)
+    assert v.verdict == "python_leak" and v.growth_began is not None
+    assert v.growth_began.offset_s == pytest.approx(20.0, abs=2.0)
+    assert v.growth_began.rate_bytes_per_s == pytest.approx(300_000, rel=0.05)
+    assert "It was flat for 20.0 s and grows since" in v.summary and "KiB/s." in v.summary
+    out = io.StringIO()
+    render_verdict(v, out, color=False)
+    assert "growth began: " in out.getvalue() and "after 20.0 s flat" in out.getvalue()
+
+
 def test_total_samples_is_the_verdicts_sample_count() -> None:
     """A digest standing for more samples than it holds reports the count it stands for."""
     samples = samples_from_series({"process.rss_bytes": [100 * MiB] * 30})

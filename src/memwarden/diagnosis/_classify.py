@@ -279,7 +279,7 @@ def classify(
     if verdict not in ("python_leak", "native_leak"):
         began = None  # the GPU's verdict won: its own sentence says what grows
     if began is not None and began.offset_s > 0.0:
-        summary += f" {_began_sentence(began)}"
+        summary += f" {_began_sentence(began, duration)}"
     if verdict == "plateau" and stopped_at is not None:
         summary = _stopped_sentence(samples[0], stopped_at, duration)
     return Verdict(
@@ -465,15 +465,16 @@ def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
 
 
-def _per_hour(rate: float) -> str:
-    return f"{format_bytes(rate * 3600)}/h"
+def _long_rate(rate: float, duration: float) -> str:
+    """A rate per hour for a run of an hour or more (``"2.0 MiB/h"``), else per second."""
+    return f"{format_bytes(rate * 3600)}/h" if duration >= 3600 else format_rate(rate)
 
 
-def _began_sentence(began: GrowthStart) -> str:
+def _began_sentence(began: GrowthStart, duration: float) -> str:
     """``"It was flat for 3 d 14 h and grows since 2026-12-04 14:00 UTC at 2.0 MiB/h."``"""
     return (
         f"It was flat for {_span(began.offset_s)} and grows since {_when(began.t)} at "
-        f"{_per_hour(began.rate_bytes_per_s)}."
+        f"{_long_rate(began.rate_bytes_per_s, duration)}."
     )
 
 

@@ -97,13 +97,10 @@ def render_verdict(
         con.print(Text(f"growth: {growth}"))
     began = verdict.growth_began
     if began is not None and began.offset_s > 0:
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(began.t))
-        con.print(
-            Text(
-                f"growth began: {when}, after {format_duration(began.offset_s)} flat "
-                f"({format_bytes(began.rate_bytes_per_s * 3600)}/h since)"
-            )
-        )
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(began.t))
+        rate = began.rate_bytes_per_s
+        since = f"{format_bytes(rate * 3600)}/h" if verdict.duration_s >= 3600 else format_rate(rate)
+        con.print(Text(f"growth began: {when}, after {format_duration(began.offset_s)} flat ({since} since)"))
     if verdict.evidence:
         con.print(Text("evidence:", style="bold"))
         for line in verdict.evidence:
