@@ -139,18 +139,25 @@ def classify(
     recent = _recent(trend_samples, primary_key, cfg, duration)
     # A long run is judged over its recent part too: growth that began late is a leak however
     # flat the days before; growth that stopped long ago is not a current leak.
-    stopped = started = False
+    stopped = recent_grows = False
     recent_s = recent[2] - recent[1] if recent is not None else 0.0
+    deciding = trend_samples  # the samples the rates come from: the recent part when it grows
+    whole_tr, whole_blocks = rss_tr, blocks_tr
     if recent is not None and rss_tr is not None:
         recent_tr, since = recent[0], recent[1]
-        whole_grows = _meaningful_growth(rss_tr, cfg)
-        stopped = whole_grows and recent_tr.status in ("flat", "plateau", "step", "shrinking")
-        started = not whole_grows and _meaningful_growth(recent_tr, cfg)
-        if started:
-            part = [s for s in trend_samples if s.mono >= since]
-            rss_tr, blocks_tr = recent_tr, _trend(part, BLOCKS, cfg, bytes_series=False) or blocks_tr
+        stopped = _meaningful_growth(rss_tr, cfg) and recent_tr.status in (
+            "flat",
+            "plateau",
+            "step",
+            "shrinking",
+        )
+        recent_grows = _meaningful_growth(recent_tr, cfg)
+        if recent_grows:
+            # growing now: a leak, at the rate it grows now (the whole run's would dilute a late one)
+            deciding = [s for s in trend_samples if s.mono >= since]
+            rss_tr, blocks_tr = recent_tr, _trend(deciding, BLOCKS, cfg, bytes_series=False) or blocks_tr
     window = ev.windows[-1] if ev.windows else None
-    python_rate = _python_rate(samples, trend_samples, window, cfg)
+    python_rate = _python_rate(samples, deciding, window, cfg)
     rss_rate = rss_tr.rate_per_s if rss_tr is not None else None
     native_rate = None
     if rss_rate is not None:
@@ -162,12 +169,12 @@ def classify(
         "gpu": None,
     }
     evid: list[str] = []
-    if rss_tr is not None:
-        evid.append(f"{primary_key}: {rss_tr.reason}")
-    if blocks_tr is not None:
-        evid.append(f"{BLOCKS}: {blocks_tr.reason}")
+    if whole_tr is not None:
+        evid.append(f"{primary_key}: {whole_tr.reason}")
+    if whole_blocks is not None:
+        evid.append(f"{BLOCKS}: {whole_blocks.reason}")
     if recent is not None:
-        what = "from" if started else "over"
+        what = "from" if recent_grows else "over"
         evid.append(f"{primary_key} {what} the last {_span(recent_s)}: {recent[0].reason}")
     if window is not None:
         evid.append(
@@ -182,10 +189,14 @@ def classify(
     grows = rss_tr is not None and _meaningful_growth(rss_tr, cfg) and not stopped
     if grows:
         assert rss_tr is not None
+        began = _growth_start(trend_samples, primary_key, rss_tr, cfg)
+        if began.offset_s > 0.0:  # the rate since the bend: a trend cut before it would dilute it
+            growth["rss"] = began.rate_bytes_per_s
+            growth["native"] = max(0.0, began.rate_bytes_per_s - max(0.0, python_rate or 0.0))
         python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg)
         verdict = "python_leak" if python_explains else "native_leak"
         confidence = _leak_confidence(rss_tr, blocks_tr, window, python_explains, len(samples))
-        freed = None if python_explains else _freed_but_kept(trend_samples, rss_tr, ev, cfg)
+        freed = None if python_explains else _freed_but_kept(deciding, rss_tr, ev, cfg)
         if freed is not None:
             # RSS rose, but into glibc's free chunks: the program freed it (threads' arenas, a
             # working set of changing sizes); malloc_trim gives it back. Not a leak.
@@ -199,8 +210,6 @@ def classify(
                 f"the growing site is {full.name}, an lru_cache bounded at maxsize={full.maxsize:,} "
                 f"and now full ({full.currsize:,} entries): it cannot grow further"
             )
-        if verdict in ("python_leak", "native_leak"):
-            began = _growth_start(trend_samples, primary_key, rss_tr, cfg)
     elif stopped:
         # it leaked, then stopped: nothing grows now, so not a leak, and "plateau" says what it did
         verdict, confidence = "plateau", 0.75
