@@ -76,6 +76,21 @@ class Event:
     data: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class SampleDigest:
+    """A bounded read of a long timeline: evenly spread samples, then the latest at full resolution.
+
+    ``samples`` holds every ``stride``-th row (by insertion order) of the older history and the
+    last ``recent`` rows as they are, oldest first; ``total`` is how many rows the timeline
+    retains (stride 1: every one of them is in ``samples``).
+    """
+
+    samples: list[Sample]
+    total: int
+    stride: int
+    recent: int
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default)
 
@@ -300,6 +315,51 @@ class Timeline:
             if isinstance(metrics, dict):
                 yield Sample(t, mono, metrics)
 
+    def sample_digest(self, max_points: int = 2000, *, recent: int = 500) -> SampleDigest:
+        """At most about ``max_points + recent`` samples, however long the history, read in bounded time.
+
+        The last ``recent`` rows come at full resolution; the older ones by a stride in ``seq``
+        (every k-th row, picked in SQL by primary key, so that only the chosen rows are read and
+        parsed). Stride, not a min/max per bucket: each kept row is one real tick, with every
+        layer read at the same moment and the noise between ticks unchanged, which the trend
+        statistics and the cross-layer rules assume; spikes shorter than the stride are lost (the
+        floors and peaks of cycles longer than it are kept).
+        """
+        if max_points < 2 or recent < 1:
+            raise UsageError("max_points must be at least 2 and recent at least 1")
+        with self._lock:
+            self._check_readable()
+            # one bound per query: SQLite answers MIN or MAX of the key from the index, but scans both
+            first = self._conn.execute("SELECT seq FROM samples ORDER BY seq LIMIT 1").fetchone()
+            if first is None:
+                return SampleDigest([], 0, 1, 0)
+            lo = first[0]
+            hi = self._conn.execute("SELECT seq FROM samples ORDER BY seq DESC LIMIT 1").fetchone()[0]
+            total = hi - lo + 1  # rows are only ever trimmed from the oldest end: no gaps in between
+            if total <= max_points + recent:
+                rows = self._conn.execute("SELECT seq, t, mono, data FROM samples ORDER BY seq").fetchall()
+                stride = 1
+            else:
+                (cut,) = self._conn.execute(
+                    "SELECT seq FROM samples ORDER BY seq DESC LIMIT 1 OFFSET ?", (recent - 1,)
+                ).fetchone()
+                stride = max(1, -(-(cut - lo) // max_points))
+                rows = self._conn.execute(
+                    "WITH RECURSIVE pick(s) AS (SELECT ? UNION ALL SELECT s + ? FROM pick WHERE s + ? < ?) "
+                    "SELECT seq, t, mono, data FROM pick JOIN samples ON samples.seq = pick.s "
+                    "UNION ALL SELECT seq, t, mono, data FROM samples WHERE seq >= ? ORDER BY 1",
+                    (lo, stride, stride, cut, cut),
+                ).fetchall()
+        out = []
+        for _, t, mono, data in rows:
+            try:
+                metrics = json.loads(data)
+            except ValueError:
+                continue  # a torn row is skipped, as in iter_samples
+            if isinstance(metrics, dict):
+                out.append(Sample(t, mono, metrics))
+        return SampleDigest(out, total, stride, recent if stride > 1 else total)
+
     def events(self, kind: str | None = None) -> list[Event]:
         """Retained events, oldest first, optionally only one ``kind``."""
         with self._lock:
@@ -371,4 +431,4 @@ def series(samples: list[Sample], key: str) -> tuple[list[float], list[float]]:
     return ts, ys
 
 
-__all__ = ["SCHEMA", "Event", "Metrics", "Sample", "Timeline", "series"]
+__all__ = ["SCHEMA", "Event", "Metrics", "Sample", "SampleDigest", "Timeline", "series"]

@@ -14,16 +14,26 @@ The decision, in the order it is made:
    gave back); *plateau* when it grew and levelled off; else *stable*.
 5. The GPU layer is decided on its own (``gpu_leak``, ``gpu_cache_retention``) and wins over a
    CPU-side answer that is not a leak.
+
+A long run (12 h or more) is judged over its last third as well as the whole: growth there alone is
+a leak (it began too late to bend the whole run's trend); growth over the run that the last third
+no longer shows is a ``plateau`` whose summary says when it stopped. Past 10 minutes the rate floor
+falls with the run's length. A leak's ``growth_began`` is the bend of a hinge fit when the series
+was flat before it, else the first sample. The trends run on at most ``max_trend_points`` samples
+evenly spread in time, so the cost is bounded however long the history fed in.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._format import format_bytes, format_rate
+from .._format import format_bytes, format_duration, format_rate
 from ..metrics import (
     GPU_ALLOCATED_BYTES,
     LIBC_FREE_BYTES,
@@ -40,8 +50,8 @@ from ..metrics import (
 from ..timeline import Sample, series
 from ._advice import advise, kept_owner
 from ._evidence import Evidence, WindowEvidence
-from ._trend import Trend, analyse, theil_sen
-from ._verdict import CacheGrowthInfo, Holder, Site, TypeGrowth, Verdict, VerdictName
+from ._trend import Trend, analyse, detect_change, theil_sen
+from ._verdict import CacheGrowthInfo, GrowthStart, Holder, Site, TypeGrowth, Verdict, VerdictName
 
 RSS = PROCESS_RSS_BYTES
 BLOCKS = OBJECTS_ALLOCATED_BLOCKS
@@ -57,7 +67,7 @@ LIBC_FREE = LIBC_FREE_BYTES
 
 @dataclass(frozen=True)
 class DiagnosisConfig:
-    """The thresholds of the decision. The defaults suit runs of seconds to hours."""
+    """The thresholds of the decision. The defaults suit runs of seconds to weeks."""
 
     min_samples: int = 4
     min_duration_s: float = 2.0
@@ -72,16 +82,43 @@ class DiagnosisConfig:
     retention_min_bytes: float = 32 * 1024 * 1024
     retention_min_share: float = 0.25
     """Retention is the verdict when free-but-kept bytes are at least this share of RSS."""
+    rate_floor_span_s: float = 600.0
+    """Past this run length the rate floor falls with the run: growth adding ``min_rate_bytes_per_s``
+    x this span (12 MiB at the defaults) over the whole run counts, so a week-long service leaking
+    2 MiB an hour is a leak (the floor is 34 KiB/h there) ..."""
+    min_long_rate_bytes_per_s: float = 8 * 1024 * 1024 / 86_400
+    """... down to this rate (8 MiB a day), however long the run."""
+    long_run_s: float = 12 * 3600.0
+    """Runs at least this long are judged over their recent part as well as the whole: a leak that
+    began late is a leak, and one that stopped long ago is not a current one."""
+    recent_share: float = 1.0 / 3.0
+    """The recent part of a long run: its last third."""
+    max_trend_points: int = 3000
+    """Trends are computed on at most this many samples, evenly spread in time (more add cost, not
+    power: the statistics work on group means above a few hundred)."""
 
 
 def classify(
-    samples: Sequence[Sample], evidence: Evidence | None = None, config: DiagnosisConfig | None = None
+    samples: Sequence[Sample],
+    evidence: Evidence | None = None,
+    config: DiagnosisConfig | None = None,
+    *,
+    total_samples: int | None = None,
 ) -> Verdict:
-    """Decide what a run's memory did. Pure: the same samples and evidence give the same verdict."""
+    """Decide what a run's memory did. Pure: the same samples and evidence give the same verdict.
+
+    The cost is bounded by ``config.max_trend_points`` for the trends and linear in
+    ``len(samples)`` for the rest: feed a long history as a bounded digest
+    (:meth:`Timeline.sample_digest`, or a reservoir of evenly spread samples plus the latest ones)
+    and say how many samples it stands for with ``total_samples`` (the verdict's ``samples``).
+    """
     cfg = config or DiagnosisConfig()
     ev = evidence or Evidence()
     samples = list(samples)
     duration = samples[-1].mono - samples[0].mono if len(samples) >= 2 else 0.0
+    cfg = _for_duration(cfg, duration)
+    counted = len(samples) if total_samples is None else total_samples
+    trend_samples = _evenly(samples, cfg.max_trend_points, always=duration >= cfg.long_run_s)
     layers = layer_figures(samples)
     for layer, why in ev.unavailable:
         if not layers.get(layer):  # read earlier in the run: its figures say more
@@ -103,17 +140,37 @@ def classify(
                 f"(need at least {cfg.min_samples} over {cfg.min_duration_s:g} s); run longer or sample faster."
             ),
             duration_s=duration,
-            samples=len(samples),
+            samples=counted,
             growth_bytes_per_s={"rss": None, "python": None, "native": None, "gpu": None},
             layers=layers,
             advice=("Run the program longer (a service: a few minutes of traffic) or lower --interval.",),
         )
 
     primary_key = RSS if any(s.metrics.get(RSS) is not None for s in samples) else LIBC_IN_USE
-    rss_tr = _trend(samples, primary_key, cfg)
-    blocks_tr = _trend(samples, BLOCKS, cfg, bytes_series=False)
+    rss_tr = _trend(trend_samples, primary_key, cfg)
+    blocks_tr = _trend(trend_samples, BLOCKS, cfg, bytes_series=False)
+    recent = _recent(trend_samples, primary_key, cfg, duration)
+    # A long run is judged over its recent part too: growth that began late is a leak however
+    # flat the days before; growth that stopped long ago is not a current leak.
+    stopped = recent_grows = False
+    recent_s = recent[2] - recent[1] if recent is not None else 0.0
+    deciding = trend_samples  # the samples the rates come from: the recent part when it grows
+    whole_tr, whole_blocks = rss_tr, blocks_tr
+    if recent is not None and rss_tr is not None:
+        recent_tr, since = recent[0], recent[1]
+        stopped = _meaningful_growth(rss_tr, cfg) and recent_tr.status in (
+            "flat",
+            "plateau",
+            "step",
+            "shrinking",
+        )
+        recent_grows = _meaningful_growth(recent_tr, cfg)
+        if recent_grows:
+            # growing now: a leak, at the rate it grows now (the whole run's would dilute a late one)
+            deciding = [s for s in trend_samples if s.mono >= since]
+            rss_tr, blocks_tr = recent_tr, _trend(deciding, BLOCKS, cfg, bytes_series=False) or blocks_tr
     window = ev.windows[-1] if ev.windows else None
-    python_rate = _python_rate(samples, window, cfg)
+    python_rate = _python_rate(samples, deciding, window, cfg)
     rss_rate = rss_tr.rate_per_s if rss_tr is not None else None
     native_rate = None
     if rss_rate is not None:
@@ -125,10 +182,13 @@ def classify(
         "gpu": None,
     }
     evid: list[str] = []
-    if rss_tr is not None:
-        evid.append(f"{primary_key}: {rss_tr.reason}")
-    if blocks_tr is not None:
-        evid.append(f"{BLOCKS}: {blocks_tr.reason}")
+    if whole_tr is not None:
+        evid.append(f"{primary_key}: {whole_tr.reason}")
+    if whole_blocks is not None:
+        evid.append(f"{BLOCKS}: {whole_blocks.reason}")
+    if recent is not None:
+        what = "from" if recent_grows else "over"
+        evid.append(f"{primary_key} {what} the last {_span(recent_s)}: {recent[0].reason}")
     if window is not None:
         evid.append(
             f"tracemalloc window {window.opened_s:.1f}-{window.closed_s:.1f} s: traced "
@@ -137,13 +197,19 @@ def classify(
         )
 
     verdict: VerdictName
-    grows = rss_tr is not None and _meaningful_growth(rss_tr, cfg)
+    began: GrowthStart | None = None
+    stopped_at: tuple[float, float] | None = None  # (offset, rise) of a long run's growth that stopped
+    grows = rss_tr is not None and _meaningful_growth(rss_tr, cfg) and not stopped
     if grows:
         assert rss_tr is not None
+        began = _growth_start(trend_samples, primary_key, rss_tr, cfg)
+        if began.offset_s > 0.0:  # the rate since the bend: a trend cut before it would dilute it
+            growth["rss"] = began.rate_bytes_per_s
+            growth["native"] = max(0.0, began.rate_bytes_per_s - max(0.0, python_rate or 0.0))
         python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg)
         verdict = "python_leak" if python_explains else "native_leak"
         confidence = _leak_confidence(rss_tr, blocks_tr, window, python_explains, len(samples))
-        freed = None if python_explains else _freed_but_kept(samples, rss_tr, ev, cfg)
+        freed = None if python_explains else _freed_but_kept(deciding, rss_tr, ev, cfg)
         if freed is not None:
             # RSS rose, but into glibc's free chunks: the program freed it (threads' arenas, a
             # working set of changing sizes); malloc_trim gives it back. Not a leak.
@@ -157,6 +223,11 @@ def classify(
                 f"the growing site is {full.name}, an lru_cache bounded at maxsize={full.maxsize:,} "
                 f"and now full ({full.currsize:,} entries): it cannot grow further"
             )
+    elif stopped:
+        # it leaked, then stopped: nothing grows now, so not a leak, and "plateau" says what it did
+        verdict, confidence = "plateau", 0.75
+        stopped_at = _levelled_off(trend_samples, primary_key)
+        evid.append(f"{primary_key} grows over the whole run but not over the last {_span(recent_s)}")
     else:
         retained, retention_evidence = _retention(samples, ev, cfg)
         evid.extend(retention_evidence)
@@ -194,6 +265,8 @@ def classify(
         elif rss_tr is not None and rss_tr.status == "plateau":
             verdict = "plateau"
             confidence = 0.8
+            if duration >= cfg.long_run_s:
+                stopped_at = _levelled_off(trend_samples, primary_key)
         elif (
             rss_tr is not None
             and rss_tr.status != "shrinking"
@@ -225,12 +298,18 @@ def classify(
 
     advice = advise(verdict, sites=sites, types=types, holders=holders, caches=caches, gpu=gpu)
     summary = _summary(verdict, growth, sites, holders, caches, layers, gpu)
+    if verdict not in ("python_leak", "native_leak"):
+        began = None  # the GPU's verdict won: its own sentence says what grows
+    if began is not None and began.offset_s > 0.0:
+        summary += f" {_began_sentence(began, duration)}"
+    if verdict == "plateau" and stopped_at is not None:
+        summary = _stopped_sentence(samples[0], stopped_at, duration)
     return Verdict(
         verdict=verdict,
         confidence=round(max(0.0, min(confidence, 0.99)), 3),
         summary=summary,
         duration_s=duration,
-        samples=len(samples),
+        samples=counted,
         growth_bytes_per_s=growth,
         sites=sites if verdict in ("python_leak", "gpu_leak") else sites[:3],
         types=types,
@@ -239,6 +318,7 @@ def classify(
         advice=advice,
         evidence=tuple(evid),
         layers=layers,
+        growth_began=began,
     )
 
 
@@ -301,6 +381,133 @@ def _trend(
     )
 
 
+def _for_duration(cfg: DiagnosisConfig, duration: float) -> DiagnosisConfig:
+    """The config with the rate floor a run of ``duration`` gets (lower for long runs)."""
+    if duration <= cfg.rate_floor_span_s:
+        return cfg
+    scaled = cfg.min_rate_bytes_per_s * cfg.rate_floor_span_s / duration
+    floor = min(cfg.min_rate_bytes_per_s, max(cfg.min_long_rate_bytes_per_s, scaled))
+    return dataclasses.replace(cfg, min_rate_bytes_per_s=floor)
+
+
+def _evenly(samples: list[Sample], limit: int, *, always: bool = False) -> list[Sample]:
+    """At most about ``limit`` samples, one per equal slice of time (the first in it), and the last.
+
+    Identity up to ``limit`` samples unless ``always`` (a long run). A digest whose latest rows are
+    denser than the rest (a stride over the history, then every recent sample) comes out evenly
+    spread, as the trend statistics (equal-count group means, change points) assume.
+    """
+    if (len(samples) <= limit and not always) or limit < 2:
+        return samples
+    t0, width = samples[0].mono, (samples[-1].mono - samples[0].mono) / limit
+    if width <= 0.0:
+        return samples
+    kept, last_slot = [], -1
+    for s in samples:
+        slot = int((s.mono - t0) / width)
+        if slot > last_slot:
+            kept.append(s)
+            last_slot = slot
+    if kept[-1] is not samples[-1]:
+        kept.append(samples[-1])
+    return kept
+
+
+def _recent(
+    samples: list[Sample], key: str, cfg: DiagnosisConfig, duration: float
+) -> tuple[Trend, float, float] | None:
+    """For a long run: the trend of ``key`` over its recent part, and that part's first and last
+    monotonic times; ``None`` for a shorter run or too few recent samples to say."""
+    if duration < cfg.long_run_s or not samples:
+        return None
+    since = samples[-1].mono - duration * cfg.recent_share
+    part = [s for s in samples if s.mono >= since]
+    tr = _trend(part, key, cfg)
+    if tr is None or tr.status == "insufficient":
+        return None
+    return tr, part[0].mono, part[-1].mono
+
+
+_FLAT_BEFORE = 0.1
+"""Before a bend, a series growing under this fraction of its rate after it was flat."""
+_ONSET_SHARE = 0.05
+"""A bend is looked for up to this share of the points before the end."""
+
+
+def _primary_series(samples: Sequence[Sample], key: str) -> tuple[list[float], list[float]]:
+    return _malloc_used(samples) if key == LIBC_IN_USE else _rss_net_of_tracing(samples)
+
+
+def _growth_start(samples: Sequence[Sample], key: str, tr: Trend, cfg: DiagnosisConfig) -> GrowthStart:
+    """When the leak's growth began: at the bend of a hinge fit when the series was flat before
+    it (with the Theil-Sen rate of the points after the bend), else at the first sample (it grew
+    from the start, a warm-up included; with the trend's rate)."""
+    ts, ys = _primary_series(samples, key)
+    offset, rate = 0.0, tr.rate_per_s
+    if len(ts) >= 2 * cfg.min_samples:
+        bend = detect_change(
+            ts, ys, min_after=cfg.min_samples, max_points=len(ts), min_share=_ONSET_SHARE, continuous=True
+        )
+        if (
+            bend is not None
+            and bend.slope_after_per_s > 0.0
+            and bend.slope_before_per_s <= _FLAT_BEFORE * bend.slope_after_per_s
+        ):
+            offset = bend.t
+            rate = theil_sen(ts[bend.index :], ys[bend.index :])[0]  # since the bend, robustly
+    return GrowthStart(t=samples[0].t + offset, offset_s=offset, rate_bytes_per_s=rate)
+
+
+def _levelled_off(samples: Sequence[Sample], key: str) -> tuple[float, float] | None:
+    """For a series that grew and then stopped: ``(offset of the bend, how much it rose)``."""
+    ts, ys = _primary_series(samples, key)
+    if len(ts) < 12:
+        return None
+    bend = detect_change(ts, ys, max_points=len(ts), min_share=_ONSET_SHARE, continuous=True)
+    if (
+        bend is None
+        or bend.slope_before_per_s <= 0.0
+        or abs(bend.slope_after_per_s) > _FLAT_BEFORE * bend.slope_before_per_s
+    ):
+        return None
+    after = [y for t, y in zip(ts, ys, strict=True) if t >= bend.t]
+    rise = statistics.median(after) - statistics.median(ys[: max(5, len(ys) // 50)])
+    return bend.t, rise
+
+
+def _span(seconds: float) -> str:
+    """A duration in the words of a long run: ``"3 d 14 h"`` from two days on."""
+    if seconds < 2 * 86_400:
+        return format_duration(seconds)
+    days, hours = divmod(round(seconds / 3600), 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+def _long_rate(rate: float, duration: float) -> str:
+    """A rate per hour for a run of an hour or more (``"2.0 MiB/h"``), else per second."""
+    return f"{format_bytes(rate * 3600)}/h" if duration >= 3600 else format_rate(rate)
+
+
+def _began_sentence(began: GrowthStart, duration: float) -> str:
+    """``"It was flat for 3 d 14 h and grows since 2026-12-04 14:00 UTC at 2.0 MiB/h."``"""
+    return (
+        f"It was flat for {_span(began.offset_s)} and grows since {_when(began.t)} at "
+        f"{_long_rate(began.rate_bytes_per_s, duration)}."
+    )
+
+
+def _stopped_sentence(first: Sample, stopped_at: tuple[float, float], duration: float) -> str:
+    offset, rise = stopped_at
+    return (
+        f"Memory grew {format_bytes(rise)} until {_when(first.t + offset)} and has been flat since "
+        f"({_span(duration - offset)}): it grew, then stopped, so it is not a current leak."
+    )
+
+
 def _derived(
     samples: Sequence[Sample], key: str, extra: Callable[[Mapping[str, Any]], float]
 ) -> tuple[list[float], list[float]]:
@@ -337,7 +544,10 @@ def _meaningful_growth(tr: Trend, cfg: DiagnosisConfig) -> bool:
 
 
 def _python_rate(
-    samples: Sequence[Sample], window: WindowEvidence | None, cfg: DiagnosisConfig
+    samples: Sequence[Sample],
+    trend_samples: Sequence[Sample],
+    window: WindowEvidence | None,
+    cfg: DiagnosisConfig,
 ) -> float | None:
     """Bytes/s of growth the Python allocators account for: tracemalloc's if a window saw it."""
     if window is not None and window.duration_s > 0:
@@ -347,7 +557,7 @@ def _python_rate(
             tr = analyse([t for t, _ in inside], [y for _, y in inside], min_points=4, alpha=cfg.alpha)
             return tr.rate_per_s
         return window.traced_growth_per_s
-    pym = _trend(samples, PYMALLOC_ALLOCATED, cfg)
+    pym = _trend(trend_samples, PYMALLOC_ALLOCATED, cfg)
     return pym.rate_per_s if pym is not None else None
 
 
@@ -552,16 +762,23 @@ def layer_figures(samples: Sequence[Sample]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if not samples:
         return out
-    keys: dict[str, list[str]] = {}
+    keys: dict[str, None] = {}  # every metric, in the order first seen
+    last: Any = None
     for s in samples:
-        for k in s.metrics:
-            layer, _, name = k.partition(".")
-            if name and k not in keys.setdefault(layer, []):
-                keys[layer].append(k)
-    for layer, names in keys.items():
+        ks = s.metrics.keys()
+        if ks != last:  # samples mostly share one set of keys: compare the views, in C
+            keys.update(dict.fromkeys(ks))
+            last = ks
+    by_layer: dict[str, list[str]] = {}
+    for k in keys:
+        layer, _, name = k.partition(".")
+        if name:
+            by_layer.setdefault(layer, []).append(k)
+    gets = [s.metrics.get for s in samples]
+    for layer, names in by_layer.items():
         figures: dict[str, Any] = {}
         for k in names:
-            values = [v for s in samples if (v := s.metrics.get(k)) is not None]
+            values = [v for get in gets if (v := get(k)) is not None]
             if not values:
                 continue
             short = k.partition(".")[2]

@@ -244,6 +244,8 @@ def detect_change(
     *,
     min_after: int = 3,
     max_points: int = MAX_EXACT_POINTS,
+    min_share: float = 0.2,
+    continuous: bool = False,
 ) -> ChangePoint | None:
     """Where the series changes course, or ``None`` when one straight line fits about as well.
 
@@ -251,11 +253,19 @@ def detect_change(
     split with the smallest total squared error. The change counts only when two lines beat one
     by more than a penalty that grows with the number of points
     (``points x ln(SSE1 / SSE2) > 6 ln(points)``), so that noise alone rarely makes one. At least
-    ``min_after`` points, and a fifth of the series, stay after the change. Points must be in
-    time order; above ``max_points`` the search runs on :data:`GROUPS` group means.
+    ``min_after`` points, and a ``min_share`` of the series (a fifth unless told), stay after the
+    change. Points must be in time order; above ``max_points`` the search runs on :data:`GROUPS`
+    group means.
+
+    ``continuous=True`` fits two lines that meet at the change (a hinge) instead of two free ones:
+    the model of a slope that changes without a jump, such as a leak starting in a flat service.
+    Two free lines would rather split at any drop in the series (a nightly trim), the hinge at the
+    bend; its ``jump`` is 0.
     """
+    if not 0.0 <= min_share < 1.0:
+        raise UsageError(f"min_share must be at least 0 and below 1, not {min_share}")
     ts, ys = _floats(t, y)
-    return _detect_change(ts, ys, min_after, max_points)
+    return _detect_change(ts, ys, min_after, max_points, min_share=min_share, continuous=continuous)
 
 
 def per_iteration(trend: Trend, iterations_per_s: float) -> float:
@@ -791,11 +801,19 @@ def _window_extremes(
     return out_t, out_y
 
 
-def _detect_change(ts: list[float], ys: list[float], min_after: int, max_points: int) -> ChangePoint | None:
+def _detect_change(
+    ts: list[float],
+    ys: list[float],
+    min_after: int,
+    max_points: int,
+    *,
+    min_share: float = 0.2,
+    continuous: bool = False,
+) -> ChangePoint | None:
     if len(ts) > max_points:
         ts, ys = _group_means(ts, GROUPS), _group_means(ys, GROUPS)
     n = len(ts)
-    after = max(min_after, n // 5, 3)
+    after = max(min_after, int(n * min_share), 3)
     if n < 6 or n - after < 1:
         return None
     # Centre and scale first, so that the running sums keep their precision.
@@ -821,6 +839,8 @@ def _detect_change(ts: list[float], ys: list[float], min_after: int, max_points:
     whole = fit(0, n)[0]
     if whole <= 1e-12:
         return None
+    if continuous:
+        return _hinge(ts, u, sums, n, after, whole, t_scale, y_scale)
     sse, k = min((fit(0, k)[0] + fit(k, n)[0], k) for k in range(1, n - after + 1))
     improvement = math.inf if sse <= whole * 1e-12 else n * math.log(whole / sse)
     if improvement <= _CHANGE_PENALTY * math.log(n):
@@ -833,6 +853,64 @@ def _detect_change(ts: list[float], ys: list[float], min_after: int, max_points:
         slope_before_per_s=b1 * y_scale / t_scale,
         slope_after_per_s=b2 * y_scale / t_scale,
         jump=((a2 + b2 * u[k]) - (a1 + b1 * u[k - 1])) * y_scale,
+        improvement=improvement,
+    )
+
+
+def _hinge(
+    ts: list[float],
+    u: list[float],
+    sums: list[tuple[float, float, float, float, float]],
+    n: int,
+    after: int,
+    whole: float,
+    t_scale: float,
+    y_scale: float,
+) -> ChangePoint | None:
+    """The best hinge ``v = a + b u + c max(0, u - u[k])`` over the splits ``k``, from the running
+    sums of :func:`_detect_change` (scaled units), O(1) per split: with ``h = max(0, u - u[k])``
+    made orthogonal to the one line (Frisch-Waugh), the hinge takes ``(h.v)^2 / h.h`` off its
+    squared error ``whole``."""
+    big_n = float(n)
+    big_u, big_v, big_uu, big_uv, _ = sums[n]
+    d = big_n * big_uu - big_u * big_u
+    if d <= 0.0:
+        return None
+
+    def cross(p1: float, p2: float, q1: float, q2: float) -> float:
+        """``(p1, p2) (X'X)^-1 (q1, q2)`` for the one-line design ``X = [1, u]``."""
+        return (big_uu * p1 * q1 - big_u * (p1 * q2 + p2 * q1) + big_n * p2 * q2) / d
+
+    best: tuple[float, int, float, float, float] | None = None  # gain, k, c, sum h, sum h u
+    for k in range(1, n - after + 1):
+        tau = u[k]
+        su, sv, suu, suv, _ = (e - s for e, s in zip(sums[n], sums[k], strict=True))
+        m = n - k
+        h = su - tau * m  # over the points from k on: the sums of h = u - tau, h u, h^2, h v
+        hu = suu - tau * su
+        hh = suu - 2.0 * tau * su + tau * tau * m
+        hv = suv - tau * sv
+        hh_res = hh - cross(h, hu, h, hu)
+        if hh_res <= 1e-15:
+            continue
+        hv_res = hv - cross(h, hu, big_v, big_uv)
+        gain = hv_res * hv_res / hh_res
+        if best is None or gain > best[0]:
+            best = (gain, k, hv_res / hh_res, h, hu)
+    if best is None:
+        return None
+    gain, k, c, h, hu = best
+    sse = max(0.0, whole - gain)
+    improvement = math.inf if sse <= whole * 1e-12 else n * math.log(whole / sse)
+    if improvement <= _CHANGE_PENALTY * math.log(n):
+        return None
+    b = (-big_u * (big_v - c * h) + big_n * (big_uv - c * hu)) / d  # the slope before the bend
+    return ChangePoint(
+        t=ts[k],
+        index=k,
+        slope_before_per_s=b * y_scale / t_scale,
+        slope_after_per_s=(b + c) * y_scale / t_scale,
+        jump=0.0,
         improvement=improvement,
     )
 

@@ -176,6 +176,32 @@ class CacheGrowthInfo:
 
 
 @dataclass(frozen=True)
+class GrowthStart:
+    """When the growth a leak verdict rests on began, and how fast it has grown since.
+
+    ``t`` is the wall-clock time (seconds since the epoch), ``offset_s`` the seconds since the
+    run's first sample: 0 when it grew from the start (a warm-up included), later when the series
+    was flat until then (a bend in it, found by a hinge fit). ``rate_bytes_per_s`` is the growth
+    since then: the Theil-Sen slope after the bend (from the start: ``growth_bytes_per_s["rss"]``).
+    """
+
+    t: float
+    offset_s: float
+    rate_bytes_per_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "t": round(self.t, 3),
+            "offset_s": round(self.offset_s, 3),
+            "rate_bytes_per_s": round(self.rate_bytes_per_s, 1),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> GrowthStart:
+        return cls(float(d["t"]), float(d["offset_s"]), float(d["rate_bytes_per_s"]))
+
+
+@dataclass(frozen=True)
 class Verdict:
     """memwarden's answer for one run: which layer grows, whether it is a leak, why, and what to do."""
 
@@ -193,6 +219,8 @@ class Verdict:
     evidence: tuple[str, ...] = ()
     """Plain sentences with the numbers the decision rests on."""
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    growth_began: GrowthStart | None = None
+    """For a leak: when the growth began (a long run may be flat for days before); else ``None``."""
 
     @property
     def leak(self) -> bool:
@@ -218,6 +246,7 @@ class Verdict:
             "advice": list(self.advice),
             "evidence": list(self.evidence),
             "layers": self.layers,
+            "growth_began": None if self.growth_began is None else self.growth_began.to_json(),
         }
 
     @classmethod
@@ -237,4 +266,5 @@ class Verdict:
             advice=tuple(data.get("advice", [])),
             evidence=tuple(data.get("evidence", [])),
             layers=dict(data.get("layers", {})),
+            growth_began=GrowthStart.from_json(began) if (began := data.get("growth_began")) else None,
         )

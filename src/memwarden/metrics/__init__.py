@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from ..exceptions import UnknownMetric
+from ..exceptions import UnknownMetric, UsageError
 from ..probes._base import MetricKind, MetricUnit, declared_metric
 from ..probes.gpu import GpuProbe, GpuReading
 from ..probes.libc import LibcProbe, LibcReading
@@ -193,7 +193,7 @@ class MetricSpec:
             words.append("total")
         name = "_".join(words)
         if not _PROMETHEUS_NAME.match(name):  # pragma: no cover - the catalogue test keeps this out
-            raise ValueError(f"{self.name}: {name!r} is not a valid Prometheus name")
+            raise UsageError(f"{self.name}: {name!r} is not a valid Prometheus name")
         return name
 
 

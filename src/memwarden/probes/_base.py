@@ -20,6 +20,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, get_args, runtime_checkable
 
+from ..exceptions import UsageError
+
 Number = float | int
 Metrics = dict[str, "Number | None"]
 Cost = Literal["cheap", "costly"]
@@ -53,11 +55,11 @@ class MetricDeclaration:
 
     def __post_init__(self) -> None:
         if self.unit not in METRIC_UNITS:
-            raise ValueError(f"metric unit must be one of {METRIC_UNITS}, not {self.unit!r}")
+            raise UsageError(f"metric unit must be one of {METRIC_UNITS}, not {self.unit!r}")
         if self.kind not in METRIC_KINDS:
-            raise ValueError(f"metric kind must be one of {METRIC_KINDS}, not {self.kind!r}")
+            raise UsageError(f"metric kind must be one of {METRIC_KINDS}, not {self.kind!r}")
         if not self.help.strip():
-            raise ValueError("a metric needs a line of help")
+            raise UsageError("a metric needs a line of help")
 
 
 def metric(

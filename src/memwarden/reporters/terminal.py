@@ -5,6 +5,7 @@ Every function takes the plain data and a file object; nothing here computes a f
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
@@ -115,6 +116,12 @@ def render_verdict(
     )
     if growth:
         con.print(Text(f"growth: {growth}"))
+    began = verdict.growth_began
+    if began is not None and began.offset_s > 0:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(began.t))
+        rate = began.rate_bytes_per_s
+        since = f"{format_bytes(rate * 3600)}/h" if verdict.duration_s >= 3600 else format_rate(rate)
+        con.print(Text(f"growth began: {when}, after {format_duration(began.offset_s)} flat ({since} since)"))
     if verdict.evidence:
         con.print(Text("evidence:", style="bold"))
         for line in verdict.evidence:
