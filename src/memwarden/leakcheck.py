@@ -9,18 +9,22 @@ works outside pytest too::
     assert not report.leak, report.render()
 
 How it decides. After ``warmup`` calls (caches fill, code gets specialised, free lists settle),
-each call is followed by a full garbage collection and two readings: the bytes tracemalloc traces
-(Python objects and the buffers Python allocates: the *python* layer) and the bytes glibc's
-``malloc`` has in use, less what tracemalloc itself uses (the *native* layer: C extensions,
-ctypes, native libraries, and Python's own large blocks). Each series, indexed by call, goes
-through the same robust trend analysis as the diagnosis (:func:`memwarden.diagnosis._trend.analyse`:
-Theil-Sen slope, Mann-Kendall test, warm-up, plateau and step detection). A round that grows is
-*confirmed* by another round of calls analysed on its own: a leak grows in every round, while a
-warm-up, a cache filling up to its bound or a ``deque(maxlen=N)`` filling up stops growing. Only a
-layer that grows in ``confirm`` consecutive rounds is a leak.
+each call is followed by a collection of the young generations and two readings: the number of
+blocks Python's object allocator has handed out and not taken back (``sys.getallocatedblocks()``:
+the *python* layer) and the bytes glibc's ``malloc`` has in use (the *native* layer: C extensions,
+ctypes, native libraries, and Python's own large blocks). Both are exact counts, read without
+tracemalloc (whose own bookkeeping lives in ``malloc`` and would blur the native layer), so a
+function that does not leak gives a flat line, whatever it allocates and frees on the way. Each
+series, indexed by call, goes through the same robust trend analysis as the diagnosis
+(:func:`memwarden.diagnosis._trend.analyse`: Theil-Sen slope, Mann-Kendall test, warm-up, plateau
+and step detection). A round that grows is *confirmed* by another round analysed on its own: a
+leak grows in every round, while a warm-up, a cache filling up to its bound or a
+``deque(maxlen=N)`` filling up stops growing. Only a layer that grows in ``confirm`` consecutive
+rounds is a leak.
 
-On a leak the report names the lines that allocated what stayed (a tracemalloc diff over the
-measured calls) and what holds it (a holder search from a few live objects allocated there).
+Only then is tracemalloc started, for a short *attribution* round: the bytes per call it traces,
+the lines that allocated what stayed (a tracemalloc diff over that round) and what holds it (a
+holder search from a few live objects allocated there). A passing check never traces.
 
 The whole check has a time budget (``budget_s``): a function too slow to be called the needed
 number of times within it is refused after its first call, with a message that says why, and
@@ -30,10 +34,13 @@ never run for minutes.
 from __future__ import annotations
 
 import array
+import collections
 import dataclasses
 import gc
+import itertools
 import math
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -47,6 +54,7 @@ __all__ = [
     "DEFAULT_BUDGET_S",
     "DEFAULT_CONFIRM",
     "DEFAULT_ITERATIONS",
+    "DEFAULT_MIN_BLOCKS_PER_CALL",
     "DEFAULT_MIN_BYTES_PER_CALL",
     "DEFAULT_WARMUP",
     "LayerTrend",
@@ -73,9 +81,13 @@ DEFAULT_CONFIRM = 2
 DEFAULT_ALPHA = 0.001
 """Significance level of the trend test in each round."""
 DEFAULT_MIN_BYTES_PER_CALL = 16.0
-"""Growth slower than this per call is treated as none."""
+"""Native growth slower than this per call is treated as none."""
+DEFAULT_MIN_BLOCKS_PER_CALL = 0.5
+"""Python growth slower than this many allocator blocks per call is treated as none."""
 DEFAULT_BUDGET_S = 60.0
 """Wall-clock budget of one check, warm-up included."""
+ATTRIBUTION_CALLS = 20
+"""Calls traced by tracemalloc once a leak is found, to name its bytes, lines and holders."""
 
 Layer = Literal["python", "native"]
 
@@ -96,28 +108,30 @@ class LeakDetected(AssertionError):
 
 @dataclasses.dataclass(frozen=True)
 class LayerTrend:
-    """What one layer did per call in the last round analysed, and over all measured calls.
+    """What one layer did per call.
 
-    ``status`` is the trend's call in the last round (``growing``, ``plateau``, ``step``, ``flat``,
-    ``shrinking``, ``insufficient``); ``bytes_per_call`` the Theil-Sen slope per call (the median
-    of each round's slope); ``p_value`` the Mann-Kendall p-value of the last round;
+    ``unit`` is ``"blocks"`` for the python layer (allocator blocks) and ``"B"`` for the native
+    one. ``status`` is the trend's call in the last round (``growing``, ``plateau``, ``step``,
+    ``flat``, ``shrinking``, ``insufficient``); ``per_call`` the Theil-Sen slope per call (the
+    median of each round's slope); ``p_value`` the Mann-Kendall p-value of the last round;
     ``growing_rounds`` how many rounds in a row, ending with the last, grew; ``reason`` the
-    trend's own sentence for the last round (its rates read per call); ``total_bytes`` how much
-    the layer grew within the rounds (the check's own work between rounds left out).
+    trend's own sentence for the last round (its rates read per call); ``total`` how much the
+    layer grew within the rounds (the check's own work between rounds left out).
     """
 
     layer: Layer
+    unit: str
     status: str
-    bytes_per_call: float
+    per_call: float
     p_value: float | None
     growing_rounds: int
     reason: str
-    total_bytes: float
+    total: float
 
 
 @dataclasses.dataclass(frozen=True)
 class LeakSite:
-    """A line that allocated memory which stayed alive over the measured calls."""
+    """A line that allocated memory which stayed alive over the attribution round."""
 
     file: str
     line: int
@@ -143,11 +157,14 @@ class LeakReport:
     """The outcome of one :func:`check_leaks`.
 
     ``leak`` is True when a layer grew in ``confirm`` consecutive rounds; ``layer`` is then the
-    one to blame (``python`` when Python objects grow, ``native`` when only native memory does);
-    ``bytes_per_call`` its growth per call. ``calls`` counts the measured calls, ``warmup`` the
-    calls before them; ``seconds_per_call`` is the median duration of one call (the collection
-    and readings after it excluded). ``sites`` and ``holders`` are filled for a Python leak.
-    ``notes`` say what else is worth knowing (a borrowed tracemalloc session, a search cut short).
+    one to blame (``python`` when Python's allocator blocks grow, ``native`` when only native
+    memory does) and ``bytes_per_call`` the growth per call in bytes (traced by tracemalloc for a
+    Python leak, ``malloc``'s in-use bytes for a native one). ``calls`` counts the measured calls,
+    ``warmup`` the calls before them, ``attribution_calls`` the traced calls after a leak was
+    found; ``seconds_per_call`` is the median duration of one untraced call. ``traced_bytes_per_call``
+    is what tracemalloc saw grow per call in the attribution round (``None`` without one);
+    ``sites`` and ``holders`` come from it. ``notes`` say what else is worth knowing.
+    ``python_readings`` / ``native_readings`` are the values read after each measured call.
     """
 
     name: str
@@ -162,19 +179,22 @@ class LeakReport:
     iterations: int
     seconds_per_call: float
     elapsed_s: float
+    traced_bytes_per_call: float | None = None
+    attribution_calls: int = 0
     sites: tuple[LeakSite, ...] = ()
     holders: tuple[LeakHolder, ...] = ()
     notes: tuple[str, ...] = ()
+    python_readings: tuple[int, ...] = ()
+    native_readings: tuple[int, ...] = ()
 
     @property
     def summary(self) -> str:
         """One line: the verdict, the rate, and the first site and holder when there are some."""
         if not self.leak:
+            native = f", native {_per_call(self.native.per_call)}" if self.native else ""
             return (
                 f"{self.name}: no growth per call over {self.calls} calls after {self.warmup} warm-up "
-                f"(python {_per_call(self.python.bytes_per_call)}"
-                + (f", native {_per_call(self.native.bytes_per_call)}" if self.native else "")
-                + ")"
+                f"(python {self.python.per_call:+.2g} blocks/call{native})"
             )
         what = "Python objects" if self.layer == "python" else "native memory (not Python objects)"
         line = f"{self.name} leaks {_per_call(self.bytes_per_call)} of {what}, over {self.calls} calls"
@@ -215,11 +235,12 @@ def decide_layer(
     layer: Layer,
     *,
     alpha: float = DEFAULT_ALPHA,
-    min_bytes_per_call: float = DEFAULT_MIN_BYTES_PER_CALL,
+    min_per_call: float = DEFAULT_MIN_BYTES_PER_CALL,
+    unit: str = "B",
 ) -> LayerTrend:
     """The trend of one layer, from the readings after each call, one list per round.
 
-    Pure: the same readings give the same answer. The last round is analysed on its own (is it
+    Pure: the same readings give the same answer. Each round is analysed on its own (is it
     still growing?); the rate is the median of each round's Theil-Sen slope.
     """
     from memwarden.diagnosis._trend import analyse, theil_sen
@@ -232,7 +253,7 @@ def decide_layer(
     total = 0.0
     for values in rounds:
         calls = [float(i) for i in range(len(values))]
-        trend = analyse(calls, values, alpha=alpha, min_rate=min_bytes_per_call, unit="B")
+        trend = analyse(calls, values, alpha=alpha, min_rate=min_per_call, unit=unit)
         growing = growing + 1 if trend.status == "growing" else 0
         last = trend
         if len(values) >= 2:
@@ -244,17 +265,18 @@ def decide_layer(
     slope = statistics.median(slopes) if slopes else 0.0
     return LayerTrend(
         layer=layer,
+        unit=unit,
         status=last.status,
-        bytes_per_call=slope,
+        per_call=slope,
         p_value=last.mk.p_value if last.mk is not None else None,
         growing_rounds=growing,
         reason=last.reason.replace("/s", "/call"),
-        total_bytes=total,
+        total=total,
     )
 
 
 class _Readers:
-    """The two readings after each call, made without allocating Python objects that stay."""
+    """The readings after each call, made without allocating Python objects that stay."""
 
     def __init__(self) -> None:
         from memwarden.probes.libc import LibcProbe
@@ -271,6 +293,7 @@ class _Readers:
         return self._libc is not None
 
     def native(self) -> int:
+        """Bytes in use in malloc, less what tracemalloc uses for itself (0 when it does not trace)."""
         if self._libc is None:
             return 0
         r = self._libc.read()
@@ -285,6 +308,7 @@ def check_leaks(
     confirm: int = DEFAULT_CONFIRM,
     alpha: float = DEFAULT_ALPHA,
     min_bytes_per_call: float = DEFAULT_MIN_BYTES_PER_CALL,
+    min_blocks_per_call: float = DEFAULT_MIN_BLOCKS_PER_CALL,
     budget_s: float = DEFAULT_BUDGET_S,
     frames: int = 10,
     name: str | None = None,
@@ -296,120 +320,116 @@ def check_leaks(
 
     ``warmup`` calls come first and are not analysed; then rounds of ``iterations`` calls each,
     until a round does not grow or ``confirm`` rounds in a row did (a leak). ``alpha`` is the
-    significance level of each round's trend test, ``min_bytes_per_call`` the growth treated as
-    none. ``native=False`` leaves out the native layer. ``budget_s`` bounds the wall time: a
-    function too slow for it raises :class:`LeakBudgetExceeded` after its first call. ``frames``
-    is the traceback depth when the check starts tracemalloc itself; a tracemalloc session
-    already running is used as it is and left running.
+    significance level of each round's trend test; ``min_blocks_per_call`` (python layer) and
+    ``min_bytes_per_call`` (native layer) the growth treated as none. ``native=False`` leaves out
+    the native layer; ``holders=False`` skips the holder search. ``budget_s`` bounds the wall
+    time: a function too slow for it raises :class:`LeakBudgetExceeded` after its first call.
+    ``frames`` is the traceback depth when the attribution round starts tracemalloc; a
+    tracemalloc session already running is used as it is and left running.
     """
     label = name or getattr(fn, "__qualname__", None) or repr(fn)
     _check_arguments(iterations, warmup, confirm, alpha, min_bytes_per_call, budget_s, frames)
+    if not (math.isfinite(min_blocks_per_call) and min_blocks_per_call >= 0.0):
+        raise UsageError(f"min_blocks_per_call must be a finite number >= 0, not {min_blocks_per_call!r}")
     needed = fewest_calls(alpha)
     if iterations < needed:
         raise UsageError(
             f"iterations={iterations} is too few for a trend test at alpha={alpha:g}: use at least {needed}"
         )
     readers = _Readers() if native else None
+    read_native = readers.native if readers is not None and readers.has_native else None
+    notes: list[str] = []
+    if tracemalloc.is_tracing():
+        notes.append(
+            "tracemalloc was already tracing: its own bookkeeping in malloc blurs the native layer, and the "
+            "check used that session as it is and left it running"
+        )
     started = time.perf_counter()
     most_calls = warmup + iterations * confirm
     least_calls = warmup + iterations * (1 if confirm == 1 else 2)
-    # Preallocated, like the readings below: the check must not keep objects alive per call.
-    durations = array.array("d", bytes(8 * most_calls))
+    # Preallocated: the check must not keep objects alive per call (they would read as a leak).
+    durations = array.array("d", bytes(8 * (most_calls + ATTRIBUTION_CALLS + 2)))
     done = array.array("q", [0])
     clock = time.perf_counter
 
-    def call() -> None:
+    def call(check_budget: bool = True) -> None:
         t0 = clock()
         fn(*args, **kwargs)
         durations[done[0]] = clock() - t0
         done[0] += 1
-        _check_budget(label, durations, done[0], started, budget_s, least_calls)
+        if check_budget:
+            _check_budget(label, durations, done[0], started, budget_s, least_calls)
 
-    from memwarden.probes.tracing import TracemallocWindow
-
-    started_tracing = not tracemalloc.is_tracing()
-    notes: list[str] = []
-    if started_tracing:
-        tracemalloc.start(frames)
-    else:
-        notes.append(
-            f"tracemalloc was already tracing ({tracemalloc.get_traceback_limit()} frames): the check read "
-            "that session and left it running"
-        )
-    window: TracemallocWindow | None = None
-    try:
-        for _ in range(warmup):
-            call()
+    for _ in range(warmup):
+        call()
+    py_buf = array.array("q", bytes(8 * most_calls))
+    nat_buf = array.array("q", bytes(8 * most_calls))
+    blocks = sys.getallocatedblocks
+    n = 0
+    bounds: list[int] = []
+    py_rounds: list[list[float]] = []
+    nat_rounds: list[list[float]] = []
+    python = native_trend = None
+    for r in range(confirm):
         gc.collect()
-        window = TracemallocWindow(frames=frames).open()
-        # Preallocated: the readings must not allocate objects that outlive a call.
-        py_buf = array.array("q", bytes(8 * most_calls))
-        nat_buf = array.array("q", bytes(8 * most_calls))
-        bounds: list[int] = []
-        n = 0
-        get_traced = tracemalloc.get_traced_memory
-        read_native = readers.native if readers is not None and readers.has_native else None
-        py_rounds: list[list[float]] = []
-        nat_rounds: list[list[float]] = []
-        python = native_trend = None
-        for r in range(confirm):
-            gc.collect()
-            for _ in range(iterations):
-                call()
-                # The young generations only: what a call made and dropped is there, and a full
-                # collection of a big test process's heap costs ~100x more. Full ones run between rounds.
-                gc.collect(1)
-                py_buf[n] = get_traced()[0]
-                if read_native is not None:
-                    nat_buf[n] = read_native()
-                n += 1
-            bounds.append(n)
-            start = bounds[-2] if len(bounds) > 1 else 0
-            py_rounds.append([float(v) for v in py_buf[start:n]])
+        for _ in range(iterations):
+            call()
+            # The young generations only: what a call made and dropped is there, and a full
+            # collection of a big test process's heap costs ~100x more. Full ones run between rounds.
+            gc.collect(1)
+            py_buf[n] = blocks()
             if read_native is not None:
-                nat_rounds.append([float(v) for v in nat_buf[start:n]])
-            python = decide_layer(py_rounds, "python", alpha=alpha, min_bytes_per_call=min_bytes_per_call)
-            native_trend = (
-                decide_layer(nat_rounds, "native", alpha=alpha, min_bytes_per_call=min_bytes_per_call)
-                if nat_rounds
-                else None
-            )
-            still = python.growing_rounds == r + 1 or (
-                native_trend is not None and native_trend.growing_rounds == r + 1
-            )
-            if not still:
-                break
-        assert python is not None
-        py_leak = python.growing_rounds >= confirm
-        nat_leak = native_trend is not None and native_trend.growing_rounds >= confirm
-        layer: Layer | None = "python" if py_leak else "native" if nat_leak else None
-        sites: tuple[LeakSite, ...] = ()
-        samples: list[object] = []
-        diffs: list[Any] = []
-        if py_leak:
-            diffs = window.diff(group_by="traceback", top=5, name_functions=False)
-            if holders:
-                samples = _sample(diffs)
-    finally:
-        if window is not None:
-            window.close()
-        if started_tracing and tracemalloc.is_tracing():
-            tracemalloc.stop()
+                nat_buf[n] = read_native()
+            n += 1
+        bounds.append(n)
+        start = bounds[-2] if len(bounds) > 1 else 0
+        py_rounds.append([float(v) for v in py_buf[start:n]])
+        if read_native is not None:
+            nat_rounds.append([float(v) for v in nat_buf[start:n]])
+        python = decide_layer(
+            py_rounds, "python", alpha=alpha, min_per_call=min_blocks_per_call, unit="blocks"
+        )
+        native_trend = (
+            decide_layer(nat_rounds, "native", alpha=alpha, min_per_call=min_bytes_per_call)
+            if nat_rounds
+            else None
+        )
+        still = python.growing_rounds == r + 1 or (
+            native_trend is not None and native_trend.growing_rounds == r + 1
+        )
+        if not still:
+            break
+    assert python is not None
+    py_leak = python.growing_rounds >= confirm
+    nat_leak = native_trend is not None and native_trend.growing_rounds >= confirm
+    layer: Layer | None = "python" if py_leak else "native" if nat_leak else None
+    untraced_calls = done[0]
+    seconds_per_call = statistics.median(durations[:untraced_calls]) if untraced_calls else 0.0
+
+    traced: float | None = None
+    sites: tuple[LeakSite, ...] = ()
     found: tuple[LeakHolder, ...] = ()
-    if py_leak and window is not None:
-        sites = tuple(_site(d) for d in window.name_functions(diffs))
-        if samples:
-            found, note = _holders(samples)
-            if note:
-                notes.append(note)
-        samples.clear()
+    attribution = 0
+    if layer is not None:
+        left = budget_s - (time.perf_counter() - started)
+        # tracemalloc slows allocation-heavy code several times over
+        if seconds_per_call * (ATTRIBUTION_CALLS + 2) * 5 > left:
+            notes.append("no attribution round (tracemalloc): it would not fit in the time budget")
+        else:
+            traced, sites, found, attribution, more = _attribute(
+                lambda: call(check_budget=False), frames, holders, min_bytes_per_call
+            )
+            notes.extend(more)
     if readers is not None and not readers.has_native:
         notes.append(f"native layer not measured: {readers.native_reason}")
     rate = 0.0
     if layer == "python":
-        rate = python.bytes_per_call
+        if traced is not None:
+            rate = traced
+        elif native_trend is not None:
+            rate = native_trend.per_call
     elif layer == "native" and native_trend is not None:
-        rate = native_trend.bytes_per_call
+        rate = native_trend.per_call
     return LeakReport(
         name=label,
         leak=layer is not None,
@@ -421,12 +441,65 @@ def check_leaks(
         rounds=len(bounds),
         warmup=warmup,
         iterations=iterations,
-        seconds_per_call=statistics.median(durations[: done[0]]) if done[0] else 0.0,
+        seconds_per_call=seconds_per_call,
         elapsed_s=time.perf_counter() - started,
+        traced_bytes_per_call=traced,
+        attribution_calls=attribution,
         sites=sites,
         holders=found,
         notes=tuple(notes),
+        python_readings=tuple(py_buf[:n]),
+        native_readings=tuple(nat_buf[:n]) if nat_rounds else (),
     )
+
+
+def _attribute(
+    call: Callable[[], None], frames: int, holders: bool, min_bytes: float
+) -> tuple[float | None, tuple[LeakSite, ...], tuple[LeakHolder, ...], int, list[str]]:
+    """One traced round: bytes per call, the growing sites, what holds their objects."""
+    from memwarden.diagnosis._trend import theil_sen
+    from memwarden.probes.tracing import TracemallocWindow
+
+    notes: list[str] = []
+    started_tracing = not tracemalloc.is_tracing()
+    if started_tracing:
+        tracemalloc.start(frames)
+    window: TracemallocWindow | None = None
+    samples: list[object] = []
+    diffs: list[Any] = []
+    buf = array.array("q", bytes(8 * ATTRIBUTION_CALLS))
+    traced = 0.0
+    get_traced = tracemalloc.get_traced_memory
+    try:
+        for _ in range(2):  # tracemalloc's own tables and the traced code settle
+            call()
+        gc.collect()
+        window = TracemallocWindow(frames=frames).open()
+        for i in range(ATTRIBUTION_CALLS):
+            call()
+            gc.collect(1)
+            buf[i] = get_traced()[0]
+        traced = theil_sen([float(i) for i in range(len(buf))], [float(v) for v in buf])[0]
+        if traced >= min_bytes:  # tracemalloc sees the growth: name its lines and holders
+            diffs = window.diff(group_by="traceback", top=10, name_functions=False)
+            # what grew by about the leak's amount, not the odd allocation that happened meanwhile
+            least = max(min_bytes * ATTRIBUTION_CALLS, 0.05 * traced * ATTRIBUTION_CALLS)
+            diffs = [d for d in diffs if d.size_diff_bytes >= least][:5]
+            if holders:
+                samples = _sample(diffs)
+    finally:
+        if window is not None:
+            window.close()
+        if started_tracing and tracemalloc.is_tracing():
+            tracemalloc.stop()
+    sites = tuple(_site(d) for d in window.name_functions(diffs)) if window is not None else ()
+    found: tuple[LeakHolder, ...] = ()
+    if samples:
+        found, note = _holders(samples)
+        if note:
+            notes.append(note)
+    samples.clear()
+    return traced, sites, found, ATTRIBUTION_CALLS + 2, notes
 
 
 def _check_arguments(
@@ -476,6 +549,9 @@ def _sample(diffs: list[Any]) -> list[object]:
     from memwarden._introspect import type_module
     from memwarden.diagnosis._holders import is_memwarden_module, sample_objects
 
+    quick = _sample_from_globals(diffs[:3])
+    if quick:
+        return quick
     deadline = time.monotonic() + 2.0
     for d in diffs[:3]:
         left = deadline - time.monotonic()
@@ -489,6 +565,66 @@ def _sample(diffs: list[Any]) -> list[object]:
         if objs:
             return objs[:5]
     return []
+
+
+_CONTAINERS = (dict, list, set, frozenset, tuple, collections.deque)
+_GLOBALS_ITEMS = 2000  # items looked at per container
+
+
+def _sample_from_globals(diffs: list[Any]) -> list[object]:
+    """Objects allocated at the sites, found in the containers that the user's modules keep in globals
+    (and in the attributes of the objects kept there): where a leak in a test's code usually sits.
+
+    Quick, and finds what the heap-wide sampler misses: small dicts of bytes or strings are not
+    tracked by the collector, so no heap scan lists them.
+    """
+    import sys
+
+    from memwarden.probes._codemap import default_code_places
+
+    places = default_code_places()
+    wanted = {(d.file, d.line) for d in diffs}
+    if not wanted:
+        return []
+    get_tb = tracemalloc.get_object_traceback
+    found: list[object] = []
+    seen: set[int] = set()
+
+    def made_there(obj: object) -> bool:
+        tb = get_tb(obj)
+        return tb is not None and any((f.filename, f.lineno) in wanted for f in tb)
+
+    def look(container: object) -> bool:
+        if id(container) in seen:
+            return False
+        seen.add(id(container))
+        items: Any = container.values() if isinstance(container, dict) else container
+        try:
+            for item in itertools.islice(items, _GLOBALS_ITEMS):
+                if made_there(item):
+                    found.append(item)
+                    if len(found) >= 5:
+                        return True
+        except RuntimeError:  # changed size while read
+            return False
+        return False
+
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or not places.is_user(file):
+            continue
+        namespace = getattr(module, "__dict__", {})
+        for value in list(namespace.values()):
+            candidates = [value]
+            attrs = getattr(value, "__dict__", None)
+            if isinstance(attrs, dict) and not isinstance(value, type):
+                candidates.extend(attrs.values())
+            elif isinstance(value, type):
+                candidates.extend(v for k, v in vars(value).items() if not k.startswith("__"))
+            for c in candidates:
+                if isinstance(c, _CONTAINERS) and look(c):
+                    return found
+    return found
 
 
 def _holders(samples: list[object]) -> tuple[tuple[LeakHolder, ...], str | None]:
@@ -580,9 +716,9 @@ class MemoryUse:
                 f"peak {format_bytes(self.peak_bytes)} of Python allocations over the cap of {format_bytes(peak)}"
             )
         if net is not None and self.net_bytes > net:
-            layer = (
-                "Python objects" if self.net_python_bytes >= (self.net_native_bytes or 0) else "native memory"
-            )
+            # Python's big blocks come from malloc too: Python objects unless native memory is far larger
+            python = self.net_python_bytes >= 0.9 * (self.net_native_bytes or 0)
+            layer = "Python objects" if python else "native memory"
             failures.append(
                 f"kept {format_bytes(self.net_bytes)} of {layer} after the call, over the net cap of "
                 f"{format_bytes(net)}"

@@ -29,6 +29,17 @@ if TYPE_CHECKING:
     from memwarden.leakcheck import LeakReport
 
 _SECTION = "memwarden leak check"
+_CHECK_OPTIONS = (
+    "iterations",
+    "warmup",
+    "confirm",
+    "budget_s",
+    "min_bytes_per_call",
+    "min_blocks_per_call",
+    "alpha",
+    "native",
+    "holders",
+)
 _CAP_SECTION = "memwarden memory cap"
 
 _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
@@ -292,16 +303,7 @@ def leak_check(request: pytest.FixtureRequest) -> Callable[..., LeakReport]:
     plugin = request.config.pluginmanager.get_plugin("memwarden-plugin")
     assert isinstance(plugin, MemwardenPlugin)
     item = request.node
-    option_names = (
-        "iterations",
-        "warmup",
-        "confirm",
-        "budget_s",
-        "min_bytes_per_call",
-        "alpha",
-        "native",
-        "holders",
-    )
+    option_names = _CHECK_OPTIONS
 
     def check(fn: Callable[..., object], *args: Any, **kwargs: Any) -> LeakReport:
         from memwarden.leakcheck import check_leaks

@@ -21,12 +21,17 @@ def render_leak_report(report: LeakReport) -> str:
         f"{report.warmup} warm-up call(s); {format_duration(report.seconds_per_call)} a call, "
         f"{format_duration(report.elapsed_s)} in all"
     )
-    lines.append(_layer_line(report.python, "python objects (tracemalloc)"))
+    lines.append(_layer_line(report.python, "python objects (allocator blocks)"))
     if report.native is not None:
         lines.append(_layer_line(report.native, "native memory (malloc in use)"))
+    if report.traced_bytes_per_call is not None:
+        lines.append(
+            f"  traced by tracemalloc over {report.attribution_calls} more calls: "
+            f"{format_bytes(report.traced_bytes_per_call, signed=True)}/call"
+        )
     if report.sites:
         lines.append("")
-        lines.append(f"allocated at (what stayed alive over the {report.calls} measured calls):")
+        lines.append(f"allocated at (what stayed alive over the {report.attribution_calls} traced calls):")
         for i, site in enumerate(report.sites, 1):
             lines.extend(_site_lines(i, site))
     elif report.leak and report.layer == "native":
@@ -48,12 +53,13 @@ def render_leak_report(report: LeakReport) -> str:
 
 
 def _layer_line(t: LayerTrend, label: str) -> str:
-    p = "" if t.p_value is None else f", last round p={t.p_value:.2g}"
-    rounds = f", grew in {t.growing_rounds} round(s) in a row" if t.growing_rounds else ""
-    return (
-        f"  {label}: {format_bytes(t.bytes_per_call, signed=True)}/call "
-        f"({format_bytes(t.total_bytes, signed=True)} in all; last round {t.status}{p}{rounds})"
-    )
+    p = "" if t.p_value is None else f", p={t.p_value:.2g}"
+    rounds = f"; grew in {t.growing_rounds} round(s) in a row" if t.growing_rounds else ""
+    if t.unit == "B":
+        rate, total = f"{format_bytes(t.per_call, signed=True)}/call", format_bytes(t.total, signed=True)
+    else:
+        rate, total = f"{t.per_call:+.3g} {t.unit}/call", f"{t.total:+.0f} {t.unit}"
+    return f"  {label}: {rate} ({total} in all; last round {t.status}{p}{rounds})"
 
 
 def _site_lines(i: int, site: LeakSite) -> list[str]:
