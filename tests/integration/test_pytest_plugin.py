@@ -12,7 +12,7 @@ pytest_plugins = ["pytester"]
 
 # Heavy churn, a cache that warms up to its bound, garbage cycles, a deque that grows and then
 # stays full: none of them leaks per call.
-NO_LEAK_SCENARIOS = '''
+NO_LEAK_SCENARIOS = """
 import collections
 import functools
 import itertools
@@ -49,9 +49,9 @@ def bounded_deque():
     RECENT.append(bytearray(512))
 
 SCENARIOS = {"churn": churn, "warm_cache": warm_cache, "gc_cycles": gc_cycles, "bounded_deque": bounded_deque}
-'''
+"""
 
-LEAKY = '''
+LEAKY = """
 import pytest
 
 SESSIONS = {}
@@ -65,7 +65,7 @@ def test_marked():
 
 def test_fixture(leak_check):
     leak_check(remember, "ada")
-'''
+"""
 
 
 def _run(pytester: pytest.Pytester, *args: str, timeout: float = 240) -> pytest.RunResult:
@@ -176,8 +176,12 @@ def test_memory_cap_fails_and_passes_as_it_should(pytester: pytest.Pytester) -> 
     result = _run(pytester)
     result.assert_outcomes(failed=2, passed=1)
     out = result.stdout.str()
-    assert re.search(r"test_peak_over: peak 4\.\d MiB of Python allocations over the cap of 1\.0 MiB", out), out
-    assert re.search(r"test_net_over: kept 3\.\d MiB of Python objects after the call, over the net cap", out), out
+    assert re.search(r"test_peak_over: peak 4\.\d MiB of Python allocations over the cap of 1\.0 MiB", out), (
+        out
+    )
+    assert re.search(
+        r"test_net_over: kept 3\.\d MiB of Python objects after the call, over the net cap", out
+    ), out
     assert "test_cap.py:17 in test_net_over()" in out
     assert "memwarden memory cap" in out
 
