@@ -547,7 +547,7 @@ def _check_budget(
 def _sample(diffs: list[Any]) -> list[object]:
     """A few live objects allocated at the top sites (tracemalloc must still be tracing)."""
     from memwarden._introspect import type_module
-    from memwarden.diagnosis._holders import is_memwarden_module, sample_objects
+    from memwarden.attribution._holders import is_memwarden_module, sample_objects
 
     quick = _sample_from_globals(diffs[:3])
     if quick:
@@ -628,7 +628,7 @@ def _sample_from_globals(diffs: list[Any]) -> list[object]:
 
 
 def _holders(samples: list[object]) -> tuple[tuple[LeakHolder, ...], str | None]:
-    from memwarden.diagnosis._holders import search_holders, summarise_paths
+    from memwarden.attribution._holders import search_holders, summarise_paths
 
     search = search_holders(samples, time_budget_s=3.0)
     holders: list[LeakHolder] = []
