@@ -9,7 +9,8 @@ works outside pytest too::
     assert not report.leak, report.render()
 
 How it decides. After ``warmup`` calls (caches fill, code gets specialised, free lists settle),
-each call is followed by a collection of the young generations and two readings: the number of
+each call is followed by a full garbage collection (which also empties the free lists) and two
+readings: the number of
 blocks Python's object allocator has handed out and not taken back (``sys.getallocatedblocks()``:
 the *python* layer) and the bytes glibc's ``malloc`` has in use (the *native* layer: C extensions,
 ctypes, native libraries, and Python's own large blocks). Both are exact counts, read without
@@ -370,35 +371,45 @@ def check_leaks(
     py_rounds: list[list[float]] = []
     nat_rounds: list[list[float]] = []
     python = native_trend = None
-    for r in range(confirm):
-        gc.collect()
-        for _ in range(iterations):
-            call()
-            # The young generations only: what a call made and dropped is there, and a full
-            # collection of a big test process's heap costs ~100x more. Full ones run between rounds.
-            gc.collect(1)
-            py_buf[n] = blocks()
+    # A full collection after every call: it frees every cycle and empties the free lists (which
+    # otherwise fill by a block or so a call, and read as growth). What existed before the rounds
+    # is frozen out of the collector's scans, so that a full collection costs what the function
+    # made, not the size of the whole test process (a program that froze objects itself is left
+    # as it is, and its collections cost more).
+    freeze = gc.get_freeze_count() == 0
+    gc.collect()
+    if freeze:
+        gc.freeze()
+    try:
+        for r in range(confirm):
+            for _ in range(iterations):
+                call()
+                gc.collect()
+                py_buf[n] = blocks()
+                if read_native is not None:
+                    nat_buf[n] = read_native()
+                n += 1
+            bounds.append(n)
+            start = bounds[-2] if len(bounds) > 1 else 0
+            py_rounds.append([float(v) for v in py_buf[start:n]])
             if read_native is not None:
-                nat_buf[n] = read_native()
-            n += 1
-        bounds.append(n)
-        start = bounds[-2] if len(bounds) > 1 else 0
-        py_rounds.append([float(v) for v in py_buf[start:n]])
-        if read_native is not None:
-            nat_rounds.append([float(v) for v in nat_buf[start:n]])
-        python = decide_layer(
-            py_rounds, "python", alpha=alpha, min_per_call=min_blocks_per_call, unit="blocks"
-        )
-        native_trend = (
-            decide_layer(nat_rounds, "native", alpha=alpha, min_per_call=min_bytes_per_call)
-            if nat_rounds
-            else None
-        )
-        still = python.growing_rounds == r + 1 or (
-            native_trend is not None and native_trend.growing_rounds == r + 1
-        )
-        if not still:
-            break
+                nat_rounds.append([float(v) for v in nat_buf[start:n]])
+            python = decide_layer(
+                py_rounds, "python", alpha=alpha, min_per_call=min_blocks_per_call, unit="blocks"
+            )
+            native_trend = (
+                decide_layer(nat_rounds, "native", alpha=alpha, min_per_call=min_bytes_per_call)
+                if nat_rounds
+                else None
+            )
+            still = python.growing_rounds == r + 1 or (
+                native_trend is not None and native_trend.growing_rounds == r + 1
+            )
+            if not still:
+                break
+    finally:
+        if freeze:
+            gc.unfreeze()
     assert python is not None
     py_leak = python.growing_rounds >= confirm
     nat_leak = native_trend is not None and native_trend.growing_rounds >= confirm
@@ -475,10 +486,17 @@ def _attribute(
             call()
         gc.collect()
         window = TracemallocWindow(frames=frames).open()
-        for i in range(ATTRIBUTION_CALLS):
-            call()
-            gc.collect(1)
-            buf[i] = get_traced()[0]
+        freeze = gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()  # as in the measured rounds: full collections that cost what the calls made
+        try:
+            for i in range(ATTRIBUTION_CALLS):
+                call()
+                gc.collect()
+                buf[i] = get_traced()[0]
+        finally:
+            if freeze:
+                gc.unfreeze()
         traced = theil_sen([float(i) for i in range(len(buf))], [float(v) for v in buf])[0]
         if traced >= min_bytes:  # tracemalloc sees the growth: name its lines and holders
             diffs = window.diff(group_by="traceback", top=10, name_functions=False)

@@ -222,7 +222,10 @@ class MemwardenPlugin:
         def run_leak_check(*args: Any, **kwargs: Any) -> None:
             from memwarden.leakcheck import check_leaks
 
-            report = check_leaks(func, *args, name=item.name, **settings.merged(options), **kwargs)
+            # The test's own arguments are bound here: a fixture or parameter may share a name with
+            # an option of the check (``name``, ``warmup`` ...).
+            bound = functools.partial(func, *args, **kwargs)
+            report = check_leaks(bound, name=item.name, **settings.merged(options))
             _record(item, report)
             report.raise_for_leak()
 
@@ -310,7 +313,8 @@ def leak_check(request: pytest.FixtureRequest) -> Callable[..., LeakReport]:
 
         options = {k: kwargs.pop(k) for k in option_names if k in kwargs}
         name = getattr(fn, "__qualname__", None) or repr(fn)
-        report = check_leaks(fn, *args, name=name, **plugin.settings.merged(options), **kwargs)
+        bound = functools.partial(fn, *args, **kwargs)
+        report = check_leaks(bound, name=name, **plugin.settings.merged(options))
         _record(item, report)
         report.raise_for_leak()
         return report
