@@ -18,7 +18,7 @@ def render_leak_report(report: LeakReport) -> str:
     lines = [report.summary, ""]
     lines.append(
         f"measured {report.calls} calls in {report.rounds} round(s) of {report.iterations} after "
-        f"{report.warmup} warm-up call(s); {format_duration(report.seconds_per_call)} a call, "
+        f"{report.warmup} warm-up call(s); {_seconds(report.seconds_per_call)} a call, "
         f"{format_duration(report.elapsed_s)} in all"
     )
     lines.append(_layer_line(report.python, "python objects (allocator blocks)"))
@@ -90,7 +90,7 @@ def render_memory_use(use: MemoryUse) -> str:
     lines = [
         f"{use.name}: peak {format_bytes(use.peak_bytes)} of Python allocations; kept "
         f"{format_bytes(use.net_python_bytes, signed=True)} of Python objects and {native} of native memory "
-        f"after the call ({format_duration(use.seconds)})"
+        f"after the call ({_seconds(use.seconds)})"
     ]
     if use.sites:
         lines.append("")
@@ -101,3 +101,8 @@ def render_memory_use(use: MemoryUse) -> str:
         lines.append("")
         lines.extend(f"note: {n}" for n in use.notes)
     return "\n".join(lines)
+
+
+def _seconds(value: float) -> str:
+    """Durations under a second in milliseconds: a call is often far shorter than 0.1 s."""
+    return f"{value * 1000:.1f} ms" if value < 1.0 else format_duration(value)
