@@ -596,8 +596,6 @@ def _sample_from_globals(diffs: list[Any]) -> list[object]:
     Quick, and finds what the heap-wide sampler misses: small dicts of bytes or strings are not
     tracked by the collector, so no heap scan lists them.
     """
-    import sys
-
     from memwarden.probes._codemap import default_code_places
 
     places = default_code_places()

@@ -85,16 +85,7 @@ class LeakCheckSettings:
 
     def merged(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Keyword arguments for :func:`~memwarden.leakcheck.check_leaks`: these, then ``overrides``."""
-        known = {
-            "iterations",
-            "warmup",
-            "confirm",
-            "budget_s",
-            "min_bytes_per_call",
-            "alpha",
-            "native",
-            "holders",
-        }
+        known = set(_CHECK_OPTIONS)
         unknown = sorted(set(overrides) - known)
         if unknown:
             from memwarden.exceptions import UsageError
