@@ -180,12 +180,15 @@ class MemwardenPlugin:
             )
         return self._settings
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    # Old-style hook wrappers (``hookwrapper=True``): every pluggy that pytest 7 and later ship
+    # understands them, so an old pytest in the environment is never broken by this plugin.
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Generator[None, object, None]:
         leaks = pyfuncitem.get_closest_marker("leaks")
         cap = pyfuncitem.get_closest_marker("memory_cap")
         if leaks is None and cap is None:
-            return (yield)
+            yield
+            return
         func = pyfuncitem.obj
         wrapped: Callable[..., object] = func
         if leaks is not None:
@@ -199,7 +202,7 @@ class MemwardenPlugin:
             wrapped = self._cap_wrapper(wrapped, pyfuncitem, cap)
         pyfuncitem.obj = wrapped
         try:
-            return (yield)
+            yield
         finally:
             # Put the test function back: plugins that rerun tests call this hook again.
             pyfuncitem.obj = func
@@ -257,13 +260,14 @@ class MemwardenPlugin:
 
         return run_capped
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
+    ) -> Generator[None, Any, None]:
+        outcome = yield
         if call.when != "call" or call.excinfo is None:
-            return report
+            return
+        report = outcome.get_result()
         from memwarden.exceptions import MemwardenError
         from memwarden.leakcheck import LeakDetected, MemoryCapExceeded
 
@@ -276,7 +280,6 @@ class MemwardenPlugin:
             report.sections.append((_CAP_SECTION, exc.use.render()))
         elif isinstance(exc, MemwardenError):
             report.longrepr = f"memwarden: {exc}"
-        return report
 
 
 def _record(item: pytest.Item, report: LeakReport) -> None:
