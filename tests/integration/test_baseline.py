@@ -110,3 +110,20 @@ def test_a_failing_or_missing_workload_is_one_line(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such baseline file" in missing.stderr
     nothing = run_memwarden(["baseline", "record"], tmp_path)
     assert nothing.returncode == 2 and "needs a workload" in nothing.stderr
+
+
+def test_a_pytest_selection_is_a_workload(tmp_path: Path) -> None:
+    """`record -m pytest -q FILE` keeps pytest's own options (even in a project whose pytest turns
+    warnings into errors), and compare runs the same selection again."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
+    (tmp_path / "test_api.py").write_text(
+        "import time\n\ndef test_a():\n    rows = [str(i) for i in range(10000)]\n    time.sleep(0.6)\n"
+    )
+    rec = run_memwarden(
+        ["baseline", "record", "--repeat", "1", "-m", "pytest", "-q", "test_api.py"], tmp_path
+    )
+    assert rec.returncode == 0, rec.stderr
+    data = json.loads((tmp_path / "memory-baseline.json").read_text())
+    assert data["workload"] == ["-m", "pytest", "-q", "test_api.py"]
+    same = run_memwarden(["baseline", "compare"], tmp_path)
+    assert same.returncode == 0, same.stdout + same.stderr

@@ -266,6 +266,30 @@ def test_options_come_from_ini_and_flags(pytester: pytest.Pytester) -> None:
     assert "in 1 round(s) of 17 after 2 warm-up" in out
 
 
+def test_test_arguments_named_like_options_reach_the_test(pytester: pytest.Pytester) -> None:
+    """A parameter called ``name`` (an option of the check too) goes to the test, not to the check."""
+    pytester.makepyfile(
+        test_names="""
+        import pytest
+
+        SEEN = []
+
+        @pytest.mark.parametrize("name", ["ada"])
+        @pytest.mark.leaks(iterations=12, warmup=1)
+        def test_param(name):
+            SEEN.append(name) if len(SEEN) < 3 else None
+
+        def test_fixture(leak_check):
+            got = []
+            leak_check(lambda name: got.append(name) if not got else None, name="grace", iterations=12)
+            assert got == ["grace"]
+        """
+    )
+    result = _run(pytester, "-rA")
+    result.assert_outcomes(passed=2)
+    assert "test_param[ada]: no growth per call" in result.stdout.str()
+
+
 def test_leak_checks_can_be_switched_off(pytester: pytest.Pytester) -> None:
     """--memwarden-no-leak-checks runs a marked test once, unchecked: the leaky one passes."""
     pytester.makepyfile(test_app=LEAKY)

@@ -66,7 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"a figure may also move K times its recorded noise (default {DEFAULT_NOISE_FACTOR:g})",
     )
     rec.add_argument(
-        "-m", dest="module", metavar="MODULE", help="run a module, like python -m (e.g. -m pytest)"
+        "-m",
+        dest="module",
+        nargs=argparse.REMAINDER,
+        metavar="MODULE ...",
+        help="run a module, like python -m; everything after it is the module's (e.g. -m pytest -q tests/)",
     )
     rec.add_argument(
         "program", nargs=argparse.REMAINDER, help="script.py [args...] (or, with -m, the module's args)"
@@ -98,8 +102,10 @@ def _record(args: argparse.Namespace) -> int:
     program = list(args.program)
     if program and program[0] == "--":
         program = program[1:]
-    if args.module:
-        workload = ["-m", args.module, *program]
+    if args.module is not None:
+        if not args.module:
+            raise UsageError("-m needs a module name, e.g. -m pytest tests/")
+        workload = ["-m", *args.module]
     elif program:
         workload = program
     else:
@@ -184,7 +190,7 @@ def _run_once(workload: Sequence[str], interval: float, db: Path) -> dict[str, f
     from ..timeline import Timeline, series
 
     cmd = [sys.executable, "-m", "memwarden", "run", "--no-trace", "--quiet", "--interval", str(interval)]
-    cmd += ["--db", str(db), *workload]
+    cmd += ["--db", str(db), *_run_args(workload)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -206,6 +212,21 @@ def _run_once(workload: Sequence[str], interval: float, db: Path) -> dict[str, f
             "lower --interval or make it run longer"
         )
     return figures_of_run(layers)
+
+
+def _run_args(workload: Sequence[str]) -> list[str]:
+    """The workload as ``memwarden run`` takes it: a module's own options after ``--``.
+
+    For ``-m pytest`` the warning that memwarden (loaded by ``memwarden run`` before pytest starts)
+    cannot be assert-rewritten is silenced: it says nothing about the tests, and a project whose
+    pytest turns warnings into errors would fail on it.
+    """
+    if len(workload) >= 2 and workload[0] == "-m":
+        module, rest = workload[1], list(workload[2:])
+        if module == "pytest":
+            rest = ["-W", "ignore::pytest.PytestAssertRewriteWarning", *rest]
+        return ["-m", module, "--", *rest]
+    return list(workload)
 
 
 def _amount(value: float, check: FigureCheck | Figure) -> str:
