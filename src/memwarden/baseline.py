@@ -27,15 +27,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from memwarden import metrics
 from memwarden.exceptions import MemwardenError
 
 SCHEMA = "memwarden.baseline/1"
 
 LAYERS: dict[str, tuple[tuple[str, ...], str]] = {
     # layer: (the metrics summed into its series, unit)
-    "process": (("process.rss_bytes",), "B"),
-    "python": (("objects.allocated_blocks",), "blocks"),
-    "native": (("libc.in_use_bytes", "libc.mmapped_bytes"), "B"),
+    "process": ((metrics.PROCESS_RSS_BYTES,), "B"),
+    "python": ((metrics.OBJECTS_ALLOCATED_BLOCKS,), "blocks"),
+    "native": ((metrics.LIBC_IN_USE_BYTES, metrics.LIBC_MMAPPED_BYTES), "B"),
 }
 KINDS = ("peak", "steady", "growth_per_s")
 
