@@ -210,11 +210,12 @@ class LeakReport:
             line += f"; held by {self.holders[0].path}"
         return line
 
-    def render(self) -> str:
-        """The readable report: figures per layer, top sites with tracebacks, holder paths."""
+    def render(self, *, summary: bool = True) -> str:
+        """The readable report: figures per layer, top sites with tracebacks, holder paths
+        (``summary=False``: without the first line, :attr:`summary`)."""
         from memwarden.reporters.leaks import render_leak_report
 
-        return render_leak_report(self)
+        return render_leak_report(self, summary=summary)
 
     def raise_for_leak(self) -> None:
         """Raise :class:`LeakDetected` when the report says leak."""

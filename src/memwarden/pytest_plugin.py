@@ -274,7 +274,7 @@ class MemwardenPlugin:
         exc = call.excinfo.value
         if isinstance(exc, LeakDetected):
             report.longrepr = exc.report.summary
-            report.sections.append((_SECTION, exc.report.render()))
+            report.sections.append((_SECTION, exc.report.render(summary=False)))
         elif isinstance(exc, MemoryCapExceeded):
             report.longrepr = str(exc)
             report.sections.append((_CAP_SECTION, exc.use.render()))

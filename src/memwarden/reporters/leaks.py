@@ -13,9 +13,12 @@ if TYPE_CHECKING:
 _TRACEBACK_FRAMES = 6
 
 
-def render_leak_report(report: LeakReport) -> str:
-    """The whole report as plain text lines (no colour: pytest sections are plain text)."""
-    lines = [report.summary, ""]
+def render_leak_report(report: LeakReport, *, summary: bool = True) -> str:
+    """The whole report as plain text lines (no colour: pytest sections are plain text).
+
+    ``summary=False`` leaves out the first line, for a pytest failure whose own message already is it.
+    """
+    lines = [report.summary, ""] if summary else []
     lines.append(
         f"measured {report.calls} calls in {report.rounds} round(s) of {report.iterations} after "
         f"{report.warmup} warm-up call(s); {_seconds(report.seconds_per_call)} a call, "
@@ -105,4 +108,6 @@ def render_memory_use(use: MemoryUse) -> str:
 
 def _seconds(value: float) -> str:
     """Durations under a second in milliseconds: a call is often far shorter than 0.1 s."""
+    if value < 0.001:
+        return f"{value * 1e6:.0f} µs"
     return f"{value * 1000:.1f} ms" if value < 1.0 else format_duration(value)
