@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..exceptions import MemwardenError, ProgramNotFound, UsageError
-from . import diagnose, report, run, snapshot
+from . import baseline, diagnose, report, run, snapshot
 
 EXIT_USAGE = 2
 EXIT_LEAK = 3
@@ -30,6 +30,7 @@ _COMMANDS = {
     "snapshot": snapshot,
     "report": report,
     "diagnose": diagnose,
+    "baseline": baseline,
 }
 
 
