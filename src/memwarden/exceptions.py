@@ -7,8 +7,14 @@ The tree::
     ├── UsageError (ValueError)   bad input from the user: a bad interval, a bad option
     ├── ProgramNotFound (FileNotFoundError)
     │                             the script or module given to ``memwarden run`` does not exist
-    └── TimelineError (OSError)   a timeline file cannot be opened, is not a memwarden timeline,
-                                  or is corrupt
+    ├── TimelineError (OSError)   a timeline file cannot be opened, is not a memwarden timeline,
+    │                             or is corrupt
+    ├── MessageTooLarge (UsageError)
+    │                             one message is over a conversation's whole budget (memwarden.llm)
+    ├── TokenizerError (RuntimeError)
+    │                             a token counter is missing or fails its known-count self-check
+    └── ArchiveError (OSError)    long-term storage (SQLite, Redis) cannot be written or read
+        └── ArchiveUnavailable    the archive is unreachable now (Redis gone); nothing was dropped
 
 Each carries a message that says the cause and, where there is one, the fix; the command line
 prints it as one line and exits non-zero.
@@ -45,3 +51,25 @@ class TimelineError(MemwardenError, OSError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class MessageTooLarge(UsageError):
+    """One message is over a conversation's whole budget, so no window could hold it."""
+
+    def __init__(self, what: str, size: int, budget: int) -> None:
+        super().__init__(f"message of {size} {what} is over the conversation's whole budget of {budget} {what}")
+        self.what = what
+        self.size = size
+        self.budget = budget
+
+
+class TokenizerError(MemwardenError, RuntimeError):
+    """A token counter cannot be loaded here, or returns wrong counts for known texts."""
+
+
+class ArchiveError(MemwardenError, OSError):
+    """Long-term storage for conversation history cannot be written or read."""
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive cannot be reached now; the turns it was given are kept to be written later."""
