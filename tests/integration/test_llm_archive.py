@@ -67,7 +67,7 @@ def test_delete_for_good_and_retention(archive: Archive) -> None:
     archive.write("a", [_msg(i, now - 1000 + i * 100, f"a{i}") for i in range(10)])
     archive.write("b", [_msg(0, now - 5000, "b-old"), _msg(1, now, "b-new")])
     assert archive.delete("a", before=now - 700) == 3
-    assert [m.content for m in archive.read("a")][0] == "a3"
+    assert archive.read("a")[0].content == "a3"
     assert archive.delete_older_than(450, now=now) == 4  # a3, a4, a5 (-700, -600, -500 s) and b-old
     assert [m.content for m in archive.read("b")] == ["b-new"]
     assert archive.delete("b") == 1

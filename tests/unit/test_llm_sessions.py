@@ -141,7 +141,8 @@ class FlakyArchive:
 
 def test_archive_outage_keeps_turns_pending_then_writes_them() -> None:
     """While the archive is down, what leaves memory waits (stats say why); flush() raises a clear
-    error (and history() cannot be complete) until it is back, then writes everything; past max_pending the store refuses to drop."""
+    error (and history() cannot be complete) until it is back, then writes everything; past
+    max_pending the store refuses to drop anything."""
     archive = FlakyArchive()
     store = SessionStore(memory={"max_messages": 1, "counter": "approx"}, archive=archive,  # type: ignore[arg-type]
                          max_pending=50, retry_s=0, watch=False)
@@ -163,9 +164,11 @@ def test_archive_outage_keeps_turns_pending_then_writes_them() -> None:
     assert [m.content for _, m in archive.rows] == [f"m{i}" for i in range(12)]
     assert store.stats().pending_messages == 0 and store.stats().archive_error is None
     archive.down = True
+    for i in range(13, 63):
+        store.append("s", "user", f"m{i}")
+    assert store.stats().pending_messages == 50
     with pytest.raises(ArchiveUnavailable, match="none were dropped"):
-        for i in range(13, 100):
-            store.append("s", "user", f"m{i}")
+        store.append("s", "user", "m63")
     archive.down = False
     store.flush()
     assert len(archive.rows) == len({m.content for _, m in archive.rows}) == store.stats().archived_messages
