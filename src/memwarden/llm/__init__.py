@@ -7,6 +7,8 @@ store that needs it is made.
 from __future__ import annotations
 
 from ._archive import Archive, RedisArchive, SQLiteArchive
+from ._caches import BufferPool, BytesCache, CacheStats, WeakValueCache
+from ._embeddings import EmbeddingStore, SQLiteVectorArchive
 from ._memory import ConversationMemory, MemoryStats
 from ._message import Message
 from ._sessions import SessionStats, SessionStore
@@ -17,16 +19,22 @@ from ._tokens import ApproximateCounter, HuggingFaceCounter, TiktokenCounter, To
 __all__ = [
     "Archive",
     "ApproximateCounter",
+    "BufferPool",
+    "BytesCache",
+    "CacheStats",
     "ConversationMemory",
+    "EmbeddingStore",
     "HuggingFaceCounter",
     "MemoryStats",
     "Message",
     "RedisArchive",
     "SQLiteArchive",
+    "SQLiteVectorArchive",
     "SessionStats",
     "SessionStore",
     "TiktokenCounter",
     "TokenCounter",
+    "WeakValueCache",
     "deep_sizeof",
     "default_counter",
     "extractive_summary",

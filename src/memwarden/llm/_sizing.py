@@ -38,7 +38,10 @@ def deep_sizeof(value: object, *, limit: int = 100_000) -> int:
             continue
         if _is_array(obj):
             continue  # ndarray.__sizeof__ includes the buffer it owns; a view only its header
-        if isinstance(obj, (list, tuple, set, frozenset, dict)) or gc.is_tracked(obj):
+        if isinstance(obj, dict):  # the collector does not visit str keys; count them too
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)) or gc.is_tracked(obj):
             stack.extend(gc.get_referents(obj))
     return total
 
