@@ -220,6 +220,19 @@ class ConversationMemory:
             self._fold(evicted, self._summary_text_sync(evicted) if self._summarize else None)
         return max(0, before - self.nbytes)
 
+    def pop(self, index: int = -1) -> Message | None:
+        """Delete one kept message (the newest by default) for good, without archiving it;
+        None if there is no such message."""
+        with self._lock:
+            n = len(self._window)
+            if not -n <= index < n:
+                return None
+            msg = self._window[index]
+            del self._window[index]
+            self._tokens -= msg.tokens
+            self._bytes -= msg.nbytes
+            return msg
+
     def archive_older_than(self, age_s: float) -> int:
         """Time-based archiving: messages older than ``age_s`` leave the window (to ``on_evict``)
         now, without a summary. Returns how many left."""

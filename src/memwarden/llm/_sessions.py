@@ -61,6 +61,9 @@ class SessionStore:
     the archive cannot be reached, those messages wait in a pending queue (retried at most every
     ``retry_s``, and at :meth:`flush`); past ``max_pending`` messages the store raises
     :class:`~memwarden.exceptions.ArchiveUnavailable` instead of dropping any.
+    ``archive_every=N`` writes in batches of N messages (one transaction each: faster, but up to
+    N-1 turns that left memory are not yet durable if the process dies; 1, the default, writes
+    each eviction as it happens). Call :meth:`flush` at shutdown.
 
     Thread-safe; :meth:`aappend` is the asyncio form (archive I/O in a worker thread).
     Shrink protocol: :meth:`shrink`, :meth:`clear`.
@@ -76,6 +79,7 @@ class SessionStore:
         memory_factory: MemoryFactory | None = None,
         archive: Archive | None = None,
         max_pending: int = 100_000,
+        archive_every: int = 1,
         retry_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         name: str | None = None,
@@ -96,7 +100,10 @@ class SessionStore:
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
         self.archive = archive
+        if archive_every < 1:
+            raise UsageError(f"archive_every must be >= 1, not {archive_every}")
         self.max_pending = max_pending
+        self.archive_every = archive_every
         self.retry_s = retry_s
         self._clock = clock
         self._lock = threading.RLock()
@@ -319,6 +326,8 @@ class SessionStore:
     def _drain(self, *, raise_errors: bool = False) -> None:
         """Write the outbox to the archive (no store lock held: this is I/O)."""
         if self.archive is None or not self._outbox:
+            return
+        if not raise_errors and self._outbox_messages < self.archive_every:
             return
         if not raise_errors and self._clock() < self._next_retry:
             self._check_pending()
