@@ -53,3 +53,43 @@ def test_llamaindex_chat_store_under_chat_memory_buffer() -> None:
     assert chat_store.get_keys() == ["u1"]
     assert [m.content for m in chat_store.delete_messages("u1") or []] == ["question 8", "answer 8", "question 9"]
     assert chat_store.get_messages("u1") == [] and chat_store.get_keys() == []
+
+
+def test_langgraph_prune_keeps_the_graph_resumable() -> None:
+    """After 30 super-steps on each of two threads, prune_checkpoints(keep_last=2) deletes the old
+    checkpoints, writes and blobs; the graph's state is intact and it runs on from it."""
+    pytest.importorskip("langgraph", reason="langgraph is not installed (memwarden[langgraph])")
+    from typing import TypedDict
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+
+    from memwarden.llm.integrations.langgraph import prune_checkpoints
+
+    class State(TypedDict):
+        n: int
+        log: str
+
+    def step(state: State) -> State:
+        return {"n": state["n"] + 1, "log": f"step {state['n'] + 1} " + "x" * 200}
+
+    builder = StateGraph(State)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    builder.add_edge("step", END)
+    saver = InMemorySaver()
+    graph = builder.compile(checkpointer=saver)
+    for thread in ("t1", "t2"):
+        config = {"configurable": {"thread_id": thread}}
+        state = {"n": 0, "log": ""}
+        for _ in range(30):
+            state = graph.invoke(state, config)  # type: ignore[arg-type,assignment]
+    before = sum(len(c) for ns in saver.storage.values() for c in ns.values())
+    blobs_before = len(saver.blobs)
+    report = prune_checkpoints(saver, keep_last=2, idle_threads=["t2"])
+    after = sum(len(c) for ns in saver.storage.values() for c in ns.values())
+    assert after == 2 and report.checkpoints == before - 2 and report.threads == 1
+    assert report.blobs > 0 and len(saver.blobs) == blobs_before - report.blobs and report.nbytes > 0
+    config = {"configurable": {"thread_id": "t1"}}
+    assert graph.get_state(config).values["n"] == 30  # type: ignore[arg-type]
+    assert graph.invoke(graph.get_state(config).values, config)["n"] == 31  # type: ignore[arg-type]
