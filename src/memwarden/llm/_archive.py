@@ -102,7 +102,11 @@ class SQLiteArchive:
             raise
 
     def write(self, session_id: str, messages: Sequence[Message]) -> None:
-        rows = [(session_id, m.seq, m.at, m.role, m.content, m.tokens, _extra(m)) for m in messages]
+        self.write_many([(session_id, messages)])
+
+    def write_many(self, batches: Sequence[tuple[str, Sequence[Message]]]) -> None:
+        """Several sessions' messages in one transaction."""
+        rows = [(sid, m.seq, m.at, m.role, m.content, m.tokens, _extra(m)) for sid, msgs in batches for m in msgs]
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -209,17 +213,27 @@ class RedisArchive:
             raise ArchiveError(f"redis at {self.url}: cannot {what} ({exc})") from None
 
     def write(self, session_id: str, messages: Sequence[Message]) -> None:
-        if not messages:
+        self.write_many([(session_id, messages)])
+
+    def write_many(self, batches: Sequence[tuple[str, Sequence[Message]]]) -> None:
+        """Several sessions' messages in one MULTI/EXEC transaction."""
+        per_session: dict[str, dict[str, float]] = {}
+        for sid, messages in batches:
+            mapping = per_session.setdefault(sid, {})
+            for m in messages:
+                mapping[json.dumps(m.to_json(), ensure_ascii=False, sort_keys=True)] = m.at
+        per_session = {sid: mapping for sid, mapping in per_session.items() if mapping}
+        if not per_session:
             return
-        mapping = {json.dumps(m.to_json(), ensure_ascii=False, sort_keys=True): m.at for m in messages}
 
         def run() -> None:
             pipe = self._r.pipeline(transaction=True)
-            pipe.zadd(self._key(session_id), mapping)
-            pipe.sadd(f"{self.prefix}sessions", session_id)
+            for sid, mapping in per_session.items():
+                pipe.zadd(self._key(sid), mapping)
+            pipe.sadd(f"{self.prefix}sessions", *per_session)
             pipe.execute()
 
-        self._call(f"archive {len(messages)} turns", run)
+        self._call(f"archive {sum(len(m) for m in per_session.values())} turns", run)
 
     def read(self, session_id: str, *, start: float | None = None, end: float | None = None,
              limit: int | None = None) -> list[Message]:

@@ -18,6 +18,7 @@ from memwarden.exceptions import ArchiveError, ArchiveUnavailable, UsageError
 from ._archive import Archive
 from ._memory import ConversationMemory, EvictHook
 from ._message import Message
+from ._tokens import as_counter
 
 log = logging.getLogger("memwarden.llm")
 
@@ -93,8 +94,9 @@ class SessionStore:
             raise UsageError(f"max_bytes must be >= 1, not {max_bytes}")
         if memory is not None and memory_factory is not None:
             raise UsageError("give memory or memory_factory, not both")
-        kwargs = dict(memory) if memory is not None else {"max_messages": 50}
+        kwargs: dict[str, Any] = dict(memory) if memory is not None else {"max_messages": 50}
         kwargs["watch"] = False
+        kwargs["counter"] = as_counter(kwargs.get("counter"))  # resolved once, shared by every session
         self._factory: MemoryFactory = memory_factory or (lambda hook: ConversationMemory(on_evict=hook, **kwargs))
         self.max_sessions = max_sessions
         self.ttl_s = ttl_s
@@ -337,9 +339,9 @@ class SessionStore:
                 with self._lock:
                     if not self._outbox:
                         break
-                    sid, batch = self._outbox[0]
+                    batches = list(self._outbox)
                 try:
-                    self.archive.write(sid, batch)
+                    _write_many(self.archive, batches)
                 except ArchiveError as exc:
                     with self._lock:
                         if self._archive_error is None:
@@ -352,9 +354,11 @@ class SessionStore:
                     self._check_pending()
                     return
                 with self._lock:
-                    self._outbox.popleft()
-                    self._outbox_messages -= len(batch)
-                    self._archived += len(batch)
+                    written = 0
+                    for _ in batches:
+                        written += len(self._outbox.popleft()[1])
+                    self._outbox_messages -= written
+                    self._archived += written
                     if self._archive_error is not None:
                         log.warning("memwarden.llm: archive back, pending turns written")
                         self._archive_error = None
@@ -365,6 +369,16 @@ class SessionStore:
                 f"{self._outbox_messages} turns wait for the archive (over max_pending={self.max_pending}); "
                 f"none were dropped; last error: {self._archive_error}"
             )
+
+
+def _write_many(archive: Archive, batches: list[tuple[str, list[Message]]]) -> None:
+    """All the batches in one transaction where the archive can (``write_many``), else one by one."""
+    write_many = getattr(archive, "write_many", None)
+    if write_many is not None:
+        write_many(batches)
+    else:
+        for sid, messages in batches:
+            archive.write(sid, messages)
 
 
 def _register(obj: object, name: str, maxsize: int | None) -> None:
