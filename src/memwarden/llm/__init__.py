@@ -17,8 +17,8 @@ from ._summary import extractive_summary
 from ._tokens import ApproximateCounter, HuggingFaceCounter, TiktokenCounter, TokenCounter, default_counter
 
 __all__ = [
-    "Archive",
     "ApproximateCounter",
+    "Archive",
     "BufferPool",
     "BytesCache",
     "CacheStats",
