@@ -342,3 +342,18 @@ def test_meta_must_be_json() -> None:
     mem = ConversationMemory(max_messages=3, watch=False)
     with pytest.raises(UsageError, match="JSON"):
         mem.append("user", "x", meta={"obj": object()})
+
+
+def test_pop_deletes_without_archiving() -> None:
+    """pop() deletes the newest kept message (or one by index) for good: not handed to on_evict,
+    and the totals follow."""
+    left: list[Message] = []
+    mem = ConversationMemory(max_messages=10, on_evict=left.extend, watch=False)
+    for i in range(4):
+        mem.append("user", f"m{i}")
+    tokens = mem.tokens
+    popped = mem.pop()
+    assert popped is not None and popped.content == "m3"
+    assert mem.tokens == tokens - popped.tokens
+    assert mem.pop(0) is not None and [m.content for m in mem.window()] == ["m1", "m2"]
+    assert mem.pop(5) is None and left == []

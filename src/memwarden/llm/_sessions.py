@@ -273,6 +273,7 @@ class SessionStore:
         else:
             entry.last = now
             self._sessions.move_to_end(session_id)
+            self._refresh(session_id)  # the memory may have been changed directly since
         return entry.memory
 
     def _after_write(self, session_id: str) -> None:
