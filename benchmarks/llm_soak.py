@@ -53,7 +53,7 @@ _TEXT = (
     "the order shipment refund account password invoice delivery address warehouse customer tracking "
     "parcel courier weekend monday please thanks could would update status payment card declined retry "
     "subscription plan upgrade cancel renew discount voucher def return import async await lambda "
-    "naïve café résumé déjà Straße über 日本語 テスト 📦 ✅ 🙏 😊 {\"id\": 42} SELECT * FROM users;"
+    'naïve café résumé déjà Straße über 日本語 テスト 📦 ✅ 🙏 😊 {"id": 42} SELECT * FROM users;'
 )
 WORDS = _TEXT.split()
 
@@ -100,9 +100,14 @@ class Memwarden(Contender):
                 return counter(text)
 
         self.archive = SQLiteArchive(tmp / "soak-archive.db")
-        self.store = SessionStore(max_sessions=10_000, max_bytes=64 << 20, archive=self.archive, archive_every=256,
-                                  memory={"max_messages": 20, "max_tokens": BUDGET_TOKENS, "counter": Counter()},
-                                  name="soak.sessions")
+        self.store = SessionStore(
+            max_sessions=10_000,
+            max_bytes=64 << 20,
+            archive=self.archive,
+            archive_every=256,
+            memory={"max_messages": 20, "max_tokens": BUDGET_TOKENS, "counter": Counter()},
+            name="soak.sessions",
+        )
 
     def turn(self, session: str, user: str, assistant: str) -> int:
         self.store.append(session, "user", user)
@@ -114,8 +119,11 @@ class Memwarden(Contender):
 
     def close(self) -> dict[str, Any]:
         self.store.flush()
-        return {"archived_messages": self.archive.count(), "live_sessions": len(self.store),
-                "store_nbytes": self.store.nbytes}
+        return {
+            "archived_messages": self.archive.count(),
+            "live_sessions": len(self.store),
+            "store_nbytes": self.store.nbytes,
+        }
 
 
 class LangChain(Contender):
@@ -129,8 +137,9 @@ class LangChain(Contender):
         self._trim = trim_messages
         self.histories: dict[str, Any] = {}
         # trim_messages calls this with a list of messages, every time: it recounts the history
-        self._count = lambda msgs: sum(counter(m.content if isinstance(m.content, str) else str(m.content))
-                                       for m in msgs)
+        self._count = lambda msgs: sum(
+            counter(m.content if isinstance(m.content, str) else str(m.content)) for m in msgs
+        )
 
     def turn(self, session: str, user: str, assistant: str) -> int:
         history = self.histories.get(session)
@@ -138,7 +147,9 @@ class LangChain(Contender):
             history = self.histories[session] = self._history_cls()
         history.add_user_message(user)
         history.add_ai_message(assistant)
-        prompt = self._trim(history.messages, max_tokens=BUDGET_TOKENS, token_counter=self._count, strategy="last")
+        prompt = self._trim(
+            history.messages, max_tokens=BUDGET_TOKENS, token_counter=self._count, strategy="last"
+        )
         return len(prompt)
 
     def stored_messages(self) -> int:
@@ -163,8 +174,11 @@ class LlamaIndex(Contender):
         memory = self.memories.get(session)
         if memory is None:
             memory = self.memories[session] = self._buffer.from_defaults(
-                token_limit=BUDGET_TOKENS, chat_store=self.chat_store, chat_store_key=session,
-                tokenizer_fn=self._tokenizer)
+                token_limit=BUDGET_TOKENS,
+                chat_store=self.chat_store,
+                chat_store_key=session,
+                tokenizer_fn=self._tokenizer,
+            )
         memory.put(self._message(role="user", content=user))
         memory.put(self._message(role="assistant", content=assistant))
         return len(memory.get())
@@ -173,7 +187,11 @@ class LlamaIndex(Contender):
         return sum(len(self.chat_store.get_messages(k)) for k in self.chat_store.get_keys())
 
 
-CONTENDERS: dict[str, type[Contender]] = {"memwarden": Memwarden, "langchain": LangChain, "llamaindex": LlamaIndex}
+CONTENDERS: dict[str, type[Contender]] = {
+    "memwarden": Memwarden,
+    "langchain": LangChain,
+    "llamaindex": LlamaIndex,
+}
 
 
 def text(rng: random.Random, lo: int, hi: int) -> str:
@@ -201,19 +219,48 @@ def worker(name: str, turns: int, sessions: int, counter_kind: str) -> None:
             contender.turn(session, user, assistant)
             times.append(time.perf_counter() - t0)
             if t % every == 0 or t == turns:
-                print(json.dumps({"point": t, "rss": rss_bytes() - base, "us_per_turn": statistics.median(times) * 1e6,
-                                  "elapsed_s": time.perf_counter() - t_start}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "point": t,
+                            "rss": rss_bytes() - base,
+                            "us_per_turn": statistics.median(times) * 1e6,
+                            "elapsed_s": time.perf_counter() - t_start,
+                        }
+                    ),
+                    flush=True,
+                )
                 times.clear()
         stored = contender.stored_messages()
         extra = contender.close()
-        print(json.dumps({"done": True, "stored_messages": stored, "rss": rss_bytes() - base,
-                          "wall_s": time.perf_counter() - t_start, **extra}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "done": True,
+                    "stored_messages": stored,
+                    "rss": rss_bytes() - base,
+                    "wall_s": time.perf_counter() - t_start,
+                    **extra,
+                }
+            ),
+            flush=True,
+        )
 
 
 def run(name: str, turns: int, sessions: int, counter: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--turns", str(turns),
-           "--sessions", str(sessions), "--counter", counter]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        name,
+        "--turns",
+        str(turns),
+        "--sessions",
+        str(sessions),
+        "--counter",
+        counter,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
@@ -238,25 +285,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.turns, args.sessions, args.counter)
         return 0
-    results: dict[str, Any] = {"turns": args.turns, "sessions": args.sessions, "peer_turns": args.peer_turns,
-                               "counter": args.counter, "contenders": {}}
+    results: dict[str, Any] = {
+        "turns": args.turns,
+        "sessions": args.sessions,
+        "peer_turns": args.peer_turns,
+        "counter": args.counter,
+        "contenders": {},
+    }
     for name in args.only:
         turns = args.turns if name == "memwarden" else min(args.turns, args.peer_turns)
-        print(f"\n== {name}: {turns:,} turns across {args.sessions:,} sessions (counter: {args.counter})", flush=True)
+        print(
+            f"\n== {name}: {turns:,} turns across {args.sessions:,} sessions (counter: {args.counter})",
+            flush=True,
+        )
         points, done = run(name, turns, args.sessions, args.counter)
         print(f"{'turns':>10} {'RSS MiB':>8} {'us/turn':>9}")
         for p in points:
             print(f"{p['point']:>10,} {mib(p['rss'])} {p['us_per_turn']:9.1f}")
         first, last = points[len(points) // 4], points[-1]
-        print(f"stored messages at the end: {done['stored_messages']:,}; RSS +{mib(done['rss']).strip()} MiB; "
-              f"wall {done['wall_s']:.1f} s; us/turn at 25 % {first['us_per_turn']:.1f}, at the end "
-              f"{last['us_per_turn']:.1f}" + "".join(f"; {k} {v:,}" for k, v in done.items()
-                                                      if k in ("archived_messages", "live_sessions")))
+        print(
+            f"stored messages at the end: {done['stored_messages']:,}; RSS +{mib(done['rss']).strip()} MiB; "
+            f"wall {done['wall_s']:.1f} s; us/turn at 25 % {first['us_per_turn']:.1f}, at the end "
+            f"{last['us_per_turn']:.1f}"
+            + "".join(f"; {k} {v:,}" for k, v in done.items() if k in ("archived_messages", "live_sessions"))
+        )
         results["contenders"][name] = {"turns": turns, "points": points, **done}
     if len(results["contenders"]) > 1:
         print("\nsummary (same turns for all: the peers' run length)")
         n = min(c["turns"] for c in results["contenders"].values())
-        print(f"{'contender':>12} {'RSS MiB at ' + format(n, ','):>20} {'median us/turn':>15} {'stored msgs':>12}")
+        print(
+            f"{'contender':>12} {'RSS MiB at ' + format(n, ','):>20} {'median us/turn':>15} {'stored msgs':>12}"
+        )
         for name, c in results["contenders"].items():
             at = min(c["points"], key=lambda p: abs(p["point"] - n))
             med = statistics.median(p["us_per_turn"] for p in c["points"] if p["point"] <= n)

@@ -40,8 +40,16 @@ def archive(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Archive]
 def test_round_trip_with_unicode_meta_and_time_ranges(archive: Archive) -> None:
     """What is written comes back equal (Unicode, emoji, score, meta), oldest first, and
     read(start, end) returns exactly the messages with start <= at < end."""
-    msgs = [_msg(i, 100.0 + i, f"message {i} — ünïcödé 👩‍💻 {{'json': true}}", score=i / 2,
-                 meta={"lang": "fr", "i": i}) for i in range(10)]
+    msgs = [
+        _msg(
+            i,
+            100.0 + i,
+            f"message {i} — ünïcödé 👩‍💻 {{'json': true}}",
+            score=i / 2,
+            meta={"lang": "fr", "i": i},
+        )
+        for i in range(10)
+    ]
     archive.write("chat-1", msgs[5:])
     archive.write("chat-1", msgs[:5])
     archive.write("chat-2", [_msg(0, 50.0, "other")])
@@ -77,8 +85,9 @@ def test_delete_for_good_and_retention(archive: Archive) -> None:
 
 def test_session_store_archives_to_it(archive: Archive) -> None:
     """A SessionStore over this archive: what leaves memory is archived, history() is complete."""
-    store = SessionStore(max_sessions=3, memory={"max_messages": 2, "counter": "approx"}, archive=archive,
-                         watch=False)
+    store = SessionStore(
+        max_sessions=3, memory={"max_messages": 2, "counter": "approx"}, archive=archive, watch=False
+    )
     for i in range(30):
         store.append(f"s{i % 5}", "user", f"turn {i}")
     for s in range(5):
@@ -89,8 +98,9 @@ def test_session_store_archives_to_it(archive: Archive) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
-def test_worker_killed_mid_write_loses_no_archived_turn(kind: str, tmp_path: Path,
-                                                        request: pytest.FixtureRequest) -> None:
+def test_worker_killed_mid_write_loses_no_archived_turn(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """SIGKILL a worker at a random moment while it archives turns: every turn it was told was
     archived is in the archive afterwards, and the archive is readable."""
     if kind == "sqlite":
@@ -101,8 +111,9 @@ def test_worker_killed_mid_write_loses_no_archived_turn(kind: str, tmp_path: Pat
     rng = random.Random(7)
     for _ in range(3):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        proc = subprocess.Popen([sys.executable, str(WORKER), kind, target, *extra], stdout=subprocess.PIPE,
-                                text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), kind, target, *extra], stdout=subprocess.PIPE, text=True, env=env
+        )
         assert proc.stdout is not None
         lines = []
         for _ in range(200 + rng.randrange(300)):
@@ -117,7 +128,9 @@ def test_worker_killed_mid_write_loses_no_archived_turn(kind: str, tmp_path: Pat
         proc.wait(10)
         printed = [int(line) for line in [*lines, *rest.splitlines(keepends=True)] if line.endswith("\n")]
         last = printed[-1] if printed else 0
-        archive: Archive = SQLiteArchive(target) if kind == "sqlite" else RedisArchive(target, prefix=extra[0])
+        archive: Archive = (
+            SQLiteArchive(target) if kind == "sqlite" else RedisArchive(target, prefix=extra[0])
+        )
         contents = {m.content.split(" ")[1] for m in archive.read("worker")}
         archive.close()
         missing = [i for i in range(last) if str(i) not in contents]
@@ -128,8 +141,9 @@ def test_redis_going_away_keeps_turns_and_recovers(own_redis: RedisServer) -> No
     """When redis-server dies, appends go on (turns wait, the error is clear), flush() raises
     ArchiveUnavailable; when it is back, flush() writes them all and nothing archived is lost."""
     archive = RedisArchive(own_redis.url, prefix="outage:", socket_timeout_s=0.5)
-    store = SessionStore(memory={"max_messages": 1, "counter": "approx"}, archive=archive, retry_s=0.2,
-                         watch=False)
+    store = SessionStore(
+        memory={"max_messages": 1, "counter": "approx"}, archive=archive, retry_s=0.2, watch=False
+    )
     for i in range(20):
         store.append("s", "user", f"turn {i}")
     assert archive.count("s") == 19

@@ -14,7 +14,9 @@ from .conftest import run_memwarden
 def _verdict(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
     out = tmp_path / "verdict.json"
     os.environ.setdefault("MEMWARDEN_SCENARIO_SECONDS", "8")
-    proc = run_memwarden(["run", "--json", str(out), "-m", "memwarden.examples.chat_sessions", *args], tmp_path)
+    proc = run_memwarden(
+        ["run", "--json", str(out), "-m", "memwarden.examples.chat_sessions", *args], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 

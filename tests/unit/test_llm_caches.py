@@ -21,8 +21,14 @@ def test_deep_sizeof_counts_what_a_value_refers_to() -> None:
     s1, s2 = "a" * 1000, "b" * 2000
     inner = [s1, s2]
     value = {"k": inner, "again": inner}
-    expected = (sys.getsizeof(value) + sys.getsizeof("k") + sys.getsizeof("again") + sys.getsizeof(inner)
-                + sys.getsizeof(s1) + sys.getsizeof(s2))
+    expected = (
+        sys.getsizeof(value)
+        + sys.getsizeof("k")
+        + sys.getsizeof("again")
+        + sys.getsizeof(inner)
+        + sys.getsizeof(s1)
+        + sys.getsizeof(s2)
+    )
     assert deep_sizeof(value) == expected
 
 

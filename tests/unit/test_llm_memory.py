@@ -112,8 +112,14 @@ def test_system_prompt_over_the_budget_is_refused() -> None:
 def test_drop_roles_first_prunes_tool_output_before_dialogue() -> None:
     """With drop_roles_first=("tool",), tool messages leave before any user/assistant message."""
     mem = ConversationMemory(max_messages=4, drop_roles_first=("tool",), watch=False)
-    for role, text in [("user", "u1"), ("tool", "t1"), ("assistant", "a1"), ("tool", "t2"), ("user", "u2"),
-                       ("assistant", "a2")]:
+    for role, text in [
+        ("user", "u1"),
+        ("tool", "t1"),
+        ("assistant", "a1"),
+        ("tool", "t2"),
+        ("user", "u2"),
+        ("assistant", "a2"),
+    ]:
         mem.append(role, text)
     assert [m.content for m in mem.window()] == ["u1", "a1", "u2", "a2"]
 
@@ -160,8 +166,9 @@ def test_archive_older_than_moves_old_messages_out() -> None:
 def test_extractive_summary_of_what_left_the_window() -> None:
     """The built-in summariser keeps each evicted message's first sentence as 'role: sentence',
     the summary is sent as a system message after the prompt, and the total stays in budget."""
-    mem = ConversationMemory(max_tokens=120, summarizer="extractive", summary_max_tokens=40,
-                             system_prompt="Be brief.", watch=False)
+    mem = ConversationMemory(
+        max_tokens=120, summarizer="extractive", summary_max_tokens=40, system_prompt="Be brief.", watch=False
+    )
     mem.append("user", "My parcel is late. It was due Monday and I need it.")
     mem.append("assistant", "Sorry about that! I will check the tracking now.")
     for i in range(10):

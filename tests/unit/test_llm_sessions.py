@@ -35,8 +35,13 @@ def test_ttl_expiry_really_frees_the_memory() -> None:
     """Sessions idle past ttl_s leave at expire(): their memories are collected (weakrefs die)
     and tracemalloc sees the bytes come back."""
     clock = FakeClock()
-    store = SessionStore(max_sessions=10_000, ttl_s=60, memory={"max_messages": 20, "counter": "approx"},
-                         clock=clock, watch=False)
+    store = SessionStore(
+        max_sessions=10_000,
+        ttl_s=60,
+        memory={"max_messages": 20, "counter": "approx"},
+        clock=clock,
+        watch=False,
+    )
     gc.collect()
     tracemalloc.start()
     try:
@@ -144,8 +149,13 @@ def test_archive_outage_keeps_turns_pending_then_writes_them() -> None:
     error (and history() cannot be complete) until it is back, then writes everything; past
     max_pending the store refuses to drop anything."""
     archive = FlakyArchive()
-    store = SessionStore(memory={"max_messages": 1, "counter": "approx"}, archive=archive,  # type: ignore[arg-type]
-                         max_pending=50, retry_s=0, watch=False)
+    store = SessionStore(
+        memory={"max_messages": 1, "counter": "approx"},
+        archive=archive,  # type: ignore[arg-type]
+        max_pending=50,
+        retry_s=0,
+        watch=False,
+    )
     store.append("s", "user", "m0")
     store.append("s", "user", "m1")
     assert [m.content for _, m in archive.rows] == ["m0"]

@@ -93,8 +93,10 @@ def test_huggingface_tokenizer_json(tmp_path: Path) -> None:
 
     tok = tokenizers.Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 3,
-                            trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    tok.train_from_iterator(
+        ["the quick brown fox jumps over the lazy dog"] * 3,
+        trainers.WordLevelTrainer(special_tokens=["[UNK]"]),
+    )
     path = tmp_path / "tokenizer.json"
     tok.save(str(path))
     counter = as_counter(path)

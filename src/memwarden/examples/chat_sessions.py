@@ -45,8 +45,12 @@ def store_turn_unbounded(session: str, user: str, assistant: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="memwarden.examples.chat_sessions")
-    parser.add_argument("--seconds", type=float, default=float(os.environ.get("MEMWARDEN_SCENARIO_SECONDS", "10")))
-    parser.add_argument("--bounded", action="store_true", help="keep the history in memwarden.llm's SessionStore")
+    parser.add_argument(
+        "--seconds", type=float, default=float(os.environ.get("MEMWARDEN_SCENARIO_SECONDS", "10"))
+    )
+    parser.add_argument(
+        "--bounded", action="store_true", help="keep the history in memwarden.llm's SessionStore"
+    )
     args = parser.parse_args(argv)
     rng = random.Random(5)
     tmp = tempfile.TemporaryDirectory()
@@ -54,9 +58,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.bounded:
         from memwarden.llm import SessionStore, SQLiteArchive
 
-        store = SessionStore(max_sessions=300, memory={"max_messages": 12, "counter": "approx"},
-                             archive=SQLiteArchive(os.path.join(tmp.name, "archive.db")), archive_every=64,
-                             name="memwarden.examples.chat_sessions.store")
+        store = SessionStore(
+            max_sessions=300,
+            memory={"max_messages": 12, "counter": "approx"},
+            archive=SQLiteArchive(os.path.join(tmp.name, "archive.db")),
+            archive_every=64,
+            name="memwarden.examples.chat_sessions.store",
+        )
     sessions = 0
     period = 1.0 / TURNS_PER_SECOND
     deadline = time.monotonic() + args.seconds
@@ -80,11 +88,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         time.sleep(max(0.0, next_tick - time.monotonic()))
     if store is not None:
         store.flush()
-        print(f"chat_sessions (bounded): {served} turns, {len(store)} live sessions, "
-              f"{store.stats().archived_messages} messages archived")
+        print(
+            f"chat_sessions (bounded): {served} turns, {len(store)} live sessions, "
+            f"{store.stats().archived_messages} messages archived"
+        )
     else:
-        print(f"chat_sessions (unbounded): {served} turns, {len(SESSIONS)} sessions, "
-              f"{sum(len(h) for h in SESSIONS.values())} messages kept")
+        print(
+            f"chat_sessions (unbounded): {served} turns, {len(SESSIONS)} sessions, "
+            f"{sum(len(h) for h in SESSIONS.values())} messages kept"
+        )
     tmp.cleanup()
 
 

@@ -31,8 +31,14 @@ class Archive(Protocol):
     def write(self, session_id: str, messages: Sequence[Message]) -> None:
         """Store ``messages`` of ``session_id`` atomically; durable when it returns."""
 
-    def read(self, session_id: str, *, start: float | None = None, end: float | None = None,
-             limit: int | None = None) -> list[Message]:
+    def read(
+        self,
+        session_id: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
         """The session's archived messages with ``start <= at < end``, oldest first."""
 
     def sessions(self) -> list[str]:
@@ -65,8 +71,9 @@ class SQLiteArchive:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(str(self.path), timeout=timeout_s, check_same_thread=False,
-                                       isolation_level=None)
+            self._db = sqlite3.connect(
+                str(self.path), timeout=timeout_s, check_same_thread=False, isolation_level=None
+            )
         except sqlite3.Error as exc:
             raise ArchiveError(f"{self.path}: cannot open the archive ({exc})") from None
         try:
@@ -89,7 +96,9 @@ class SQLiteArchive:
             if row is None:
                 db.execute("INSERT INTO memwarden_archive VALUES (?)", (_SCHEMA_VERSION,))
             elif row[0] != _SCHEMA_VERSION:
-                raise ArchiveError(f"{self.path}: archive schema {row[0]}, this memwarden reads {_SCHEMA_VERSION}")
+                raise ArchiveError(
+                    f"{self.path}: archive schema {row[0]}, this memwarden reads {_SCHEMA_VERSION}"
+                )
             db.execute(
                 "CREATE TABLE IF NOT EXISTS turns (session TEXT NOT NULL, seq INTEGER NOT NULL, "
                 "at REAL NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL, tokens INTEGER NOT NULL, "
@@ -106,7 +115,9 @@ class SQLiteArchive:
 
     def write_many(self, batches: Sequence[tuple[str, Sequence[Message]]]) -> None:
         """Several sessions' messages in one transaction."""
-        rows = [(sid, m.seq, m.at, m.role, m.content, m.tokens, _extra(m)) for sid, msgs in batches for m in msgs]
+        rows = [
+            (sid, m.seq, m.at, m.role, m.content, m.tokens, _extra(m)) for sid, msgs in batches for m in msgs
+        ]
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -116,8 +127,14 @@ class SQLiteArchive:
                 self._rollback()
                 raise ArchiveError(f"{self.path}: cannot archive {len(rows)} turns ({exc})") from None
 
-    def read(self, session_id: str, *, start: float | None = None, end: float | None = None,
-             limit: int | None = None) -> list[Message]:
+    def read(
+        self,
+        session_id: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
         sql = "SELECT role, content, tokens, at, seq, extra FROM turns WHERE session = ? AND at >= ? AND at < ? "
         sql += "ORDER BY at, seq"
         args: list[Any] = [session_id, -1e300 if start is None else start, 1e300 if end is None else end]
@@ -125,7 +142,9 @@ class SQLiteArchive:
             sql += " LIMIT ?"
             args.append(limit)
         rows = self._query(sql, args)
-        return [_message(role, content, tokens, at, seq, extra) for role, content, tokens, at, seq, extra in rows]
+        return [
+            _message(role, content, tokens, at, seq, extra) for role, content, tokens, at, seq, extra in rows
+        ]
 
     def sessions(self) -> list[str]:
         return [row[0] for row in self._query("SELECT DISTINCT session FROM turns ORDER BY session", [])]
@@ -187,15 +206,24 @@ class RedisArchive:
     reconnects by itself when the server is back.
     """
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, client: Any = None,
-                 prefix: str = "memwarden:archive:", socket_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        client: Any = None,
+        prefix: str = "memwarden:archive:",
+        socket_timeout_s: float = 2.0,
+    ) -> None:
         if client is None:
             try:
                 redis: Any = importlib.import_module("redis")
             except ImportError:
-                raise UsageError('RedisArchive needs the redis package: pip install "memwarden[redis]"') from None
-            client = redis.Redis.from_url(url, socket_timeout=socket_timeout_s,
-                                          socket_connect_timeout=socket_timeout_s)
+                raise UsageError(
+                    'RedisArchive needs the redis package: pip install "memwarden[redis]"'
+                ) from None
+            client = redis.Redis.from_url(
+                url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+            )
         self.url = url
         self.prefix = prefix
         self._r = client
@@ -208,7 +236,9 @@ class RedisArchive:
         try:
             return fn()
         except self._errors[0] as exc:
-            raise ArchiveUnavailable(f"redis at {self.url}: unreachable while trying to {what} ({exc})") from None
+            raise ArchiveUnavailable(
+                f"redis at {self.url}: unreachable while trying to {what} ({exc})"
+            ) from None
         except self._errors[1] as exc:
             raise ArchiveError(f"redis at {self.url}: cannot {what} ({exc})") from None
 
@@ -235,12 +265,20 @@ class RedisArchive:
 
         self._call(f"archive {sum(len(m) for m in per_session.values())} turns", run)
 
-    def read(self, session_id: str, *, start: float | None = None, end: float | None = None,
-             limit: int | None = None) -> list[Message]:
+    def read(
+        self,
+        session_id: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+    ) -> list[Message]:
         lo = "-inf" if start is None else repr(float(start))
         hi = "+inf" if end is None else f"({float(end)!r}"
         kwargs: dict[str, Any] = {} if limit is None else {"start": 0, "num": limit}
-        raw = self._call("read the archive", lambda: self._r.zrangebyscore(self._key(session_id), lo, hi, **kwargs))
+        raw = self._call(
+            "read the archive", lambda: self._r.zrangebyscore(self._key(session_id), lo, hi, **kwargs)
+        )
         out = [Message.from_json(json.loads(item)) for item in raw]
         out.sort(key=lambda m: (m.at, m.seq))
         return out
@@ -257,6 +295,7 @@ class RedisArchive:
     def delete(self, session_id: str, *, before: float | None = None) -> int:
         key = self._key(session_id)
         if before is None:
+
             def drop() -> int:
                 pipe = self._r.pipeline(transaction=True)
                 pipe.zcard(key)
@@ -265,7 +304,9 @@ class RedisArchive:
                 return int(pipe.execute()[0])
 
             return int(self._call("delete turns", drop))
-        n = int(self._call("delete turns", lambda: self._r.zremrangebyscore(key, "-inf", f"({float(before)!r}")))
+        n = int(
+            self._call("delete turns", lambda: self._r.zremrangebyscore(key, "-inf", f"({float(before)!r}"))
+        )
         if self.count(session_id) == 0:
             self._call("delete turns", lambda: self._r.srem(f"{self.prefix}sessions", session_id))
         return n

@@ -60,9 +60,18 @@ class BytesCache(Generic[K, V]):
     ``max_bytes``. Shrink protocol: :meth:`shrink`, :meth:`clear`.
     """
 
-    def __init__(self, max_bytes: int, *, max_items: int | None = None, ttl_s: float | None = None,
-                 sizeof: Callable[[Any], int] = deep_sizeof, sweep_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, name: str | None = None, watch: bool = True) -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        *,
+        max_items: int | None = None,
+        ttl_s: float | None = None,
+        sizeof: Callable[[Any], int] = deep_sizeof,
+        sweep_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        name: str | None = None,
+        watch: bool = True,
+    ) -> None:
         if max_bytes < 1 or (max_items is not None and max_items < 1):
             raise UsageError("max_bytes and max_items must be >= 1")
         if ttl_s is not None and not ttl_s > 0:
@@ -101,7 +110,9 @@ class BytesCache(Generic[K, V]):
         """Store ``value``; then evict least recently used entries until within the budget."""
         nbytes = int(self._sizeof(value))
         if nbytes > self.max_bytes:
-            raise UsageError(f"a value of {nbytes} bytes is over the cache's whole budget of {self.max_bytes} bytes")
+            raise UsageError(
+                f"a value of {nbytes} bytes is over the cache's whole budget of {self.max_bytes} bytes"
+            )
         with self._lock:
             self._sweep()
             old = self._lru.pop(key, None)
@@ -112,7 +123,9 @@ class BytesCache(Generic[K, V]):
             self._lru[key] = _Item(value, nbytes, expires)
             self._by_write[key] = None
             self._bytes += nbytes
-            while self._bytes > self.max_bytes or (self.max_items is not None and len(self._lru) > self.max_items):
+            while self._bytes > self.max_bytes or (
+                self.max_items is not None and len(self._lru) > self.max_items
+            ):
                 self._drop(next(iter(self._lru)))
                 self._evicted += 1
 
@@ -160,7 +173,9 @@ class BytesCache(Generic[K, V]):
 
     def stats(self) -> CacheStats:
         with self._lock:
-            return CacheStats(len(self._lru), self._bytes, self._hits, self._misses, self._evicted, self._expired)
+            return CacheStats(
+                len(self._lru), self._bytes, self._hits, self._misses, self._evicted, self._expired
+            )
 
     def __memwarden_cache__(self) -> tuple[int, int | None]:
         return self._bytes, self.max_bytes
@@ -305,9 +320,17 @@ class BufferPool(Generic[B]):
     Shrink protocol: :meth:`shrink`, :meth:`clear` (idle buffers only).
     """
 
-    def __init__(self, factory: Callable[[], B], *, max_free: int = 8, max_total: int | None = None,
-                 reset: Callable[[B], None] | None = None, sizeof: Callable[[Any], int] = deep_sizeof,
-                 name: str | None = None, watch: bool = True) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], B],
+        *,
+        max_free: int = 8,
+        max_total: int | None = None,
+        reset: Callable[[B], None] | None = None,
+        sizeof: Callable[[Any], int] = deep_sizeof,
+        name: str | None = None,
+        watch: bool = True,
+    ) -> None:
         if max_free < 0 or (max_total is not None and max_total < 1):
             raise UsageError("max_free must be >= 0 and max_total >= 1")
         self._factory = factory
@@ -342,7 +365,9 @@ class BufferPool(Generic[B]):
                 self._live += 1
                 return self._free.pop()
             if self.max_total is not None and self._live >= self.max_total:
-                raise UsageError(f"buffer pool exhausted: {self._live} buffers in use (max_total={self.max_total})")
+                raise UsageError(
+                    f"buffer pool exhausted: {self._live} buffers in use (max_total={self.max_total})"
+                )
             self._live += 1
             self.created += 1
         buf = self._factory()

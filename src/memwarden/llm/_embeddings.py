@@ -25,18 +25,24 @@ class SQLiteVectorArchive:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=10
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS memwarden_vectors (id TEXT PRIMARY KEY, dim INTEGER NOT NULL, "
-                             "vec BLOB NOT NULL, meta TEXT, at REAL NOT NULL)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS memwarden_vectors (id TEXT PRIMARY KEY, dim INTEGER NOT NULL, "
+                "vec BLOB NOT NULL, meta TEXT, at REAL NOT NULL)"
+            )
         except sqlite3.DatabaseError as exc:
             raise ArchiveError(f"{self.path}: not a usable vector archive ({exc})") from None
 
     def put(self, rows: list[tuple[str, Any, Mapping[str, Any] | None]]) -> None:
         now = time.time()
-        data = [(key, int(vec.shape[0]), vec.astype("<f4").tobytes(), json.dumps(meta) if meta else None, now)
-                for key, vec, meta in rows]
+        data = [
+            (key, int(vec.shape[0]), vec.astype("<f4").tobytes(), json.dumps(meta) if meta else None, now)
+            for key, vec, meta in rows
+        ]
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -73,8 +79,9 @@ class SQLiteVectorArchive:
         last = ""
         while True:
             with self._lock:
-                rows = self._db.execute("SELECT id, vec FROM memwarden_vectors WHERE id > ? ORDER BY id LIMIT ?",
-                                        (last, size)).fetchall()
+                rows = self._db.execute(
+                    "SELECT id, vec FROM memwarden_vectors WHERE id > ? ORDER BY id LIMIT ?", (last, size)
+                ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
@@ -100,9 +107,18 @@ class EmbeddingStore:
     Shrink protocol: :meth:`shrink`, :meth:`clear`.
     """
 
-    def __init__(self, dim: int, *, capacity: int | None = None, max_bytes: int | None = None,
-                 ttl_s: float | None = None, archive: SQLiteVectorArchive | None = None,
-                 clock: Callable[[], float] = time.monotonic, name: str | None = None, watch: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        capacity: int | None = None,
+        max_bytes: int | None = None,
+        ttl_s: float | None = None,
+        archive: SQLiteVectorArchive | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        name: str | None = None,
+        watch: bool = True,
+    ) -> None:
         if dim < 1:
             raise UsageError(f"dim must be >= 1, not {dim}")
         if capacity is None and max_bytes is None:
@@ -111,9 +127,15 @@ class EmbeddingStore:
         self._np = np
         self.dim = dim
         row_bytes = dim * 4
-        bound = min(x for x in (capacity, (max_bytes // row_bytes) if max_bytes is not None else None) if x is not None)
+        bound = min(
+            x
+            for x in (capacity, (max_bytes // row_bytes) if max_bytes is not None else None)
+            if x is not None
+        )
         if bound < 1:
-            raise UsageError(f"max_bytes={max_bytes} cannot hold one vector of {dim} float32 ({row_bytes} bytes)")
+            raise UsageError(
+                f"max_bytes={max_bytes} cannot hold one vector of {dim} float32 ({row_bytes} bytes)"
+            )
         self.capacity = bound
         self.ttl_s = ttl_s
         self.archive = archive
@@ -321,7 +343,6 @@ def _top(np: Any, scores: Any, k: int) -> list[int]:
         part = np.argpartition(-scores, k)[:k]
         idx = part[np.argsort(-scores[part])]
     return [int(i) for i in idx]
-
 
 
 def _register(obj: object, name: str, maxsize: int | None) -> None:

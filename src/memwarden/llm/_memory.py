@@ -89,7 +89,11 @@ class ConversationMemory:
     ) -> None:
         if max_messages is None and max_tokens is None and max_bytes is None:
             raise UsageError("ConversationMemory needs a budget: max_messages, max_tokens or max_bytes")
-        for label, value in (("max_messages", max_messages), ("max_tokens", max_tokens), ("max_bytes", max_bytes)):
+        for label, value in (
+            ("max_messages", max_messages),
+            ("max_tokens", max_tokens),
+            ("max_bytes", max_bytes),
+        ):
             if value is not None and value < 1:
                 raise UsageError(f"{label} must be >= 1, not {value}")
         if prune not in ("oldest", "score"):
@@ -174,24 +178,45 @@ class ConversationMemory:
 
     def stats(self) -> MemoryStats:
         with self._lock:
-            return MemoryStats(len(self._window), self.tokens, self.nbytes, self._evicted, self._summarised,
-                               self._failures, self._last_error)
+            return MemoryStats(
+                len(self._window),
+                self.tokens,
+                self.nbytes,
+                self._evicted,
+                self._summarised,
+                self._failures,
+                self._last_error,
+            )
 
     def __memwarden_cache__(self) -> tuple[int, int | None]:
         return len(self._window), self.max_messages
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, role: str, content: str, *, score: float | None = None,
-               meta: Mapping[str, Any] | None = None, at: float | None = None) -> Message:
+    def append(
+        self,
+        role: str,
+        content: str,
+        *,
+        score: float | None = None,
+        meta: Mapping[str, Any] | None = None,
+        at: float | None = None,
+    ) -> Message:
         """Store one message, then bring the memory back within budget; returns the stored message."""
         msg, evicted = self._admit(role, content, score, meta, at)
         if evicted:
             self._fold(evicted, self._summary_text_sync(evicted) if self._summarize else None)
         return msg
 
-    async def aappend(self, role: str, content: str, *, score: float | None = None,
-                      meta: Mapping[str, Any] | None = None, at: float | None = None) -> Message:
+    async def aappend(
+        self,
+        role: str,
+        content: str,
+        *,
+        score: float | None = None,
+        meta: Mapping[str, Any] | None = None,
+        at: float | None = None,
+    ) -> Message:
         """:meth:`append` for asyncio code: an async summariser is awaited (bounded), a sync one runs
         in a worker thread, so the event loop is never blocked by it."""
         msg, evicted = self._admit(role, content, score, meta, at)
@@ -262,15 +287,24 @@ class ConversationMemory:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _make(self, role: str, content: str, score: float | None, meta: Mapping[str, Any] | None,
-              at: float | None) -> Message:
+    def _make(
+        self, role: str, content: str, score: float | None, meta: Mapping[str, Any] | None, at: float | None
+    ) -> Message:
         if not isinstance(content, str):
             raise UsageError(f"message content must be str, not {type(content).__name__}")
         meta = check_meta(meta)
         seq = self._seq
         self._seq += 1
-        return Message(str(role), content, self.counter.count(content), measure(content, meta),
-                       self._clock() if at is None else float(at), seq, score, meta)
+        return Message(
+            str(role),
+            content,
+            self.counter.count(content),
+            measure(content, meta),
+            self._clock() if at is None else float(at),
+            seq,
+            score,
+            meta,
+        )
 
     def _room(self) -> tuple[int | None, int | None]:
         """Tokens and bytes the window may use."""
@@ -295,8 +329,16 @@ class ConversationMemory:
         tokens, bytes_ = self._room()
         content = msg.content
         for _ in range(32):
-            cut = Message(msg.role, content, self.counter.count(content), measure(content, msg.meta), msg.at,
-                          msg.seq, msg.score, msg.meta)
+            cut = Message(
+                msg.role,
+                content,
+                self.counter.count(content),
+                measure(content, msg.meta),
+                msg.at,
+                msg.seq,
+                msg.score,
+                msg.meta,
+            )
             over_t = tokens is not None and cut.tokens > tokens
             over_b = bytes_ is not None and cut.nbytes > bytes_
             if not (over_t or over_b):
@@ -310,11 +352,15 @@ class ConversationMemory:
             content = content[:keep] + "…"
             if keep == 0:
                 break
-        raise MessageTooLarge("tokens" if tokens is not None else "bytes", msg.tokens,
-                              max(tokens or 0, 0) if tokens is not None else max(bytes_ or 0, 0))
+        raise MessageTooLarge(
+            "tokens" if tokens is not None else "bytes",
+            msg.tokens,
+            max(tokens or 0, 0) if tokens is not None else max(bytes_ or 0, 0),
+        )
 
-    def _admit(self, role: str, content: str, score: float | None, meta: Mapping[str, Any] | None,
-               at: float | None) -> tuple[Message, list[Message]]:
+    def _admit(
+        self, role: str, content: str, score: float | None, meta: Mapping[str, Any] | None, at: float | None
+    ) -> tuple[Message, list[Message]]:
         with self._lock:
             msg = self._make(role, content, score, meta, at)
             if self.oversize == "truncate":
@@ -403,8 +449,16 @@ class ConversationMemory:
         if summary_text is not None:
             text = self._cap_summary(summary_text)
             with self._lock:
-                self._summary = Message(SUMMARY_ROLE, text, self.counter.count(text), measure(text, None),
-                                        evicted[-1].at, -1, None, None)
+                self._summary = Message(
+                    SUMMARY_ROLE,
+                    text,
+                    self.counter.count(text),
+                    measure(text, None),
+                    evicted[-1].at,
+                    -1,
+                    None,
+                    None,
+                )
                 self._summarised += len(evicted)
         if self.on_evict is not None:
             self.on_evict(evicted)
@@ -412,14 +466,14 @@ class ConversationMemory:
     def _cap_summary(self, text: str) -> str:
         """Keep the summary's newest part within its caps (the oldest lines go first)."""
         if len(text) > self.summary_max_chars:
-            text = text[-self.summary_max_chars:]
+            text = text[-self.summary_max_chars :]
         count = self.counter.count(text)
         while count > self.summary_max_tokens and text:
             newline = text.find("\n")
             if 0 <= newline < len(text) - 1:
-                text = text[newline + 1:]
+                text = text[newline + 1 :]
             else:
-                text = text[len(text) - int(len(text) * self.summary_max_tokens / count * 0.95):]
+                text = text[len(text) - int(len(text) * self.summary_max_tokens / count * 0.95) :]
             count = self.counter.count(text)
         return text
 

@@ -35,8 +35,13 @@ class Message:
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for JSON (what the archives store)."""
-        out: dict[str, Any] = {"role": self.role, "content": self.content, "tokens": self.tokens,
-                               "at": self.at, "seq": self.seq}
+        out: dict[str, Any] = {
+            "role": self.role,
+            "content": self.content,
+            "tokens": self.tokens,
+            "at": self.at,
+            "seq": self.seq,
+        }
         if self.score is not None:
             out["score"] = self.score
         if self.meta:
@@ -49,8 +54,16 @@ class Message:
         try:
             role, content = str(data["role"]), str(data["content"])
             meta = data.get("meta")
-            return cls(role, content, int(data["tokens"]), measure(content, meta), float(data["at"]),
-                       int(data["seq"]), None if data.get("score") is None else float(data["score"]), meta)
+            return cls(
+                role,
+                content,
+                int(data["tokens"]),
+                measure(content, meta),
+                float(data["at"]),
+                int(data["seq"]),
+                None if data.get("score") is None else float(data["score"]),
+                meta,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"not a stored message: {exc}") from None
 

@@ -97,7 +97,9 @@ class SessionStore:
         kwargs: dict[str, Any] = dict(memory) if memory is not None else {"max_messages": 50}
         kwargs["watch"] = False
         kwargs["counter"] = as_counter(kwargs.get("counter"))  # resolved once, shared by every session
-        self._factory: MemoryFactory = memory_factory or (lambda hook: ConversationMemory(on_evict=hook, **kwargs))
+        self._factory: MemoryFactory = memory_factory or (
+            lambda hook: ConversationMemory(on_evict=hook, **kwargs)
+        )
         self.max_sessions = max_sessions
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
@@ -152,7 +154,9 @@ class SessionStore:
             entry = self._sessions.get(session_id)
             return entry.memory if entry is not None else None
 
-    def history(self, session_id: str, *, start: float | None = None, end: float | None = None) -> list[Message]:
+    def history(
+        self, session_id: str, *, start: float | None = None, end: float | None = None
+    ) -> list[Message]:
         """Everything known of a session in ``[start, end)``: archived messages, then live ones."""
         archived = self.archive.read(session_id, start=start, end=end) if self.archive is not None else []
         with self._lock:
@@ -167,8 +171,15 @@ class SessionStore:
 
     def stats(self) -> SessionStats:
         with self._lock:
-            return SessionStats(len(self._sessions), self._bytes, self._evicted, self._expired, self._archived,
-                                self._outbox_messages, self._archive_error)
+            return SessionStats(
+                len(self._sessions),
+                self._bytes,
+                self._evicted,
+                self._expired,
+                self._archived,
+                self._outbox_messages,
+                self._archive_error,
+            )
 
     def __memwarden_cache__(self) -> tuple[int, int | None]:
         if self.max_bytes is not None:
@@ -346,8 +357,11 @@ class SessionStore:
                 except ArchiveError as exc:
                     with self._lock:
                         if self._archive_error is None:
-                            log.warning("memwarden.llm: archive unavailable, keeping %d turns pending: %s",
-                                        self._outbox_messages, exc)
+                            log.warning(
+                                "memwarden.llm: archive unavailable, keeping %d turns pending: %s",
+                                self._outbox_messages,
+                                exc,
+                            )
                         self._archive_error = str(exc)
                         self._next_retry = self._clock() + self.retry_s
                     if raise_errors:

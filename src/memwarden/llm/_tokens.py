@@ -72,7 +72,9 @@ class TiktokenCounter:
 
     def __init__(self, encoding: Encoding = "cl100k_base", *, backend: Backend = "auto") -> None:
         if encoding not in _KNOWN:
-            raise UsageError(f"unknown encoding {encoding!r}; exact offline counts exist for {', '.join(_KNOWN)}")
+            raise UsageError(
+                f"unknown encoding {encoding!r}; exact offline counts exist for {', '.join(_KNOWN)}"
+            )
         self.encoding = encoding
         self.backend, self._count = _load_backend(encoding, backend)
         self.name = f"{encoding} ({self.backend})"
@@ -97,7 +99,9 @@ class HuggingFaceCounter:
         try:
             tokenizers = importlib.import_module("tokenizers")
         except ImportError:
-            raise TokenizerError('HuggingFaceCounter needs the tokenizers package: pip install tokenizers') from None
+            raise TokenizerError(
+                "HuggingFaceCounter needs the tokenizers package: pip install tokenizers"
+            ) from None
         path = Path(path)
         try:
             self._tokenizer: Any = tokenizers.Tokenizer.from_file(str(path))
@@ -241,7 +245,9 @@ def as_counter(spec: TokenCounter | str | Path | Callable[[str], int] | None) ->
         return ApproximateCounter()
     if isinstance(spec, (str, Path)):
         if not Path(spec).is_file():
-            raise UsageError(f"token counter {str(spec)!r}: not an encoding ({', '.join(_KNOWN)}, approx) nor a file")
+            raise UsageError(
+                f"token counter {str(spec)!r}: not an encoding ({', '.join(_KNOWN)}, approx) nor a file"
+            )
         return HuggingFaceCounter(spec)
     if callable(spec):
         return _FunctionCounter(spec, getattr(spec, "__name__", "function"))

@@ -26,8 +26,9 @@ try:
     from langchain_core.chat_history import BaseChatMessageHistory
     from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 except ImportError:  # pragma: no cover - exercised only without the extra
-    raise UsageError('memwarden.llm.integrations.langchain needs langchain-core: pip install "memwarden[langchain]"'
-                     ) from None
+    raise UsageError(
+        'memwarden.llm.integrations.langchain needs langchain-core: pip install "memwarden[langchain]"'
+    ) from None
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 

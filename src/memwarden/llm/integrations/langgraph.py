@@ -41,7 +41,9 @@ def prune_checkpoints(saver: Any, *, keep_last: int = 1, idle_threads: Iterable[
         raise UsageError(f"keep_last must be >= 1, not {keep_last}")
     for attr in ("storage", "writes", "blobs", "serde"):
         if not hasattr(saver, attr):
-            raise UsageError(f"prune_checkpoints works on langgraph's InMemorySaver, not {type(saver).__name__}")
+            raise UsageError(
+                f"prune_checkpoints works on langgraph's InMemorySaver, not {type(saver).__name__}"
+            )
     storage, writes, blobs = saver.storage, saver.writes, saver.blobs
     dropped_checkpoints = dropped_writes = dropped_blobs = nbytes = 0
     idle = set(idle_threads)

@@ -26,8 +26,9 @@ try:
     from llama_index.core.storage.chat_store.base import BaseChatStore
     from pydantic import PrivateAttr
 except ImportError:  # pragma: no cover - exercised only without the extra
-    raise UsageError('memwarden.llm.integrations.llamaindex needs llama-index-core: pip install "memwarden[llamaindex]"'
-                     ) from None
+    raise UsageError(
+        'memwarden.llm.integrations.llamaindex needs llama-index-core: pip install "memwarden[llamaindex]"'
+    ) from None
 
 
 def to_llamaindex(msg: Message) -> ChatMessage:
