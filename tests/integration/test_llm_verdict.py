@@ -38,4 +38,4 @@ def test_memwarden_stores_plateau_and_report_their_size(tmp_path: Path) -> None:
     assert not verdict["leak"]
     for cache in verdict["caches"]:
         if "chat_sessions.store" in cache["name"]:
-            assert cache["maxsize"] == 300
+            assert cache["maxsize"] == 100

@@ -7,9 +7,9 @@ It serves chat turns for ten seconds (``--seconds N``): each turn stores a user 
 assistant reply in one of many sessions (new ones keep arriving, as in a real service) and then
 builds the next prompt from the history. Unbounded, ``SESSIONS`` maps each session id to the
 list of all its messages and nothing ever drops one: the usual LLM-service leak, about
-1 MB/s. With ``--bounded``, a :class:`memwarden.llm.SessionStore` keeps at most 300 sessions of
-at most 12 messages each, archives what it lets go to an SQLite file, and reports its size to
-memwarden's cache registry.
+0.4 MB/s. With ``--bounded``, a :class:`memwarden.llm.SessionStore` keeps at most 100 sessions
+of at most 8 messages each (full within the first seconds), archives what it lets go to an
+SQLite file, and reports its size to memwarden's cache registry.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-TURNS_PER_SECOND = 120
+TURNS_PER_SECOND = 150
 NEW_SESSION_SHARE = 0.3
 
 SESSIONS: dict[str, list[dict[str, str]]] = {}
@@ -59,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from memwarden.llm import SessionStore, SQLiteArchive
 
         store = SessionStore(
-            max_sessions=300,
-            memory={"max_messages": 12, "counter": "approx"},
+            max_sessions=100,
+            memory={"max_messages": 8, "counter": "approx"},
             archive=SQLiteArchive(os.path.join(tmp.name, "archive.db")),
             archive_every=64,
             name="memwarden.examples.chat_sessions.store",
