@@ -1,13 +1,13 @@
 """A chat backend's session history, unbounded or kept by memwarden.llm's stores: try both under memwarden.
 
     memwarden run -m memwarden.examples.chat_sessions              # history in a dict: python_leak
-    memwarden run -m memwarden.examples.chat_sessions --bounded    # memwarden.llm: plateau or stable
+    memwarden run -m memwarden.examples.chat_sessions -- --bounded  # memwarden.llm: plateau or stable
 
 It serves chat turns for ten seconds (``--seconds N``): each turn stores a user message and an
 assistant reply in one of many sessions (new ones keep arriving, as in a real service) and then
 builds the next prompt from the history. Unbounded, ``SESSIONS`` maps each session id to the
-list of all its messages and nothing ever drops one: the usual LLM-service leak, about
-0.4 MB/s. With ``--bounded``, a :class:`memwarden.llm.SessionStore` keeps at most 100 sessions
+list of all its messages (dicts with their metadata) and nothing ever drops one: the usual
+LLM-service leak, about 0.4 MB/s. With ``--bounded``, a :class:`memwarden.llm.SessionStore` keeps at most 100 sessions
 of at most 8 messages each (full within the first seconds), archives what it lets go to an
 SQLite file, and reports its size to memwarden's cache registry.
 """
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 TURNS_PER_SECOND = 150
 NEW_SESSION_SHARE = 0.3
 
-SESSIONS: dict[str, list[dict[str, str]]] = {}
+SESSIONS: dict[str, list[dict[str, object]]] = {}
 _TEXT = (
     "your order shipped yesterday tracking number parcel courier delivery address refund invoice book "
     "edition paperback warehouse stock voucher discount please thanks sorry tomorrow weekend café déjà"
@@ -38,8 +38,9 @@ def reply(rng: random.Random, words: int) -> str:
 
 def store_turn_unbounded(session: str, user: str, assistant: str) -> int:
     history = SESSIONS.setdefault(session, [])
-    history.append({"role": "user", "content": user})
-    history.append({"role": "assistant", "content": assistant})
+    now = time.time()
+    history.append({"role": "user", "content": user, "meta": {"at": now}})
+    history.append({"role": "assistant", "content": assistant, "meta": {"at": now, "model": "gpt-x"}})
     return len(history[-12:])
 
 
