@@ -11,6 +11,7 @@ from ._caches import BufferPool, BytesCache, CacheStats, WeakValueCache
 from ._embeddings import EmbeddingStore, SQLiteVectorArchive
 from ._memory import ConversationMemory, MemoryStats
 from ._message import Message
+from ._registry import Shrinkable, shrink_all, stores
 from ._sessions import SessionStats, SessionStore
 from ._sizing import deep_sizeof
 from ._summary import extractive_summary
@@ -32,10 +33,13 @@ __all__ = [
     "SQLiteVectorArchive",
     "SessionStats",
     "SessionStore",
+    "Shrinkable",
     "TiktokenCounter",
     "TokenCounter",
     "WeakValueCache",
     "deep_sizeof",
     "default_counter",
     "extractive_summary",
+    "shrink_all",
+    "stores",
 ]

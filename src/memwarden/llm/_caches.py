@@ -11,9 +11,9 @@ import weakref
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
-from memwarden.diagnosis._caches import watch
 from memwarden.exceptions import UsageError
 
+from ._registry import register
 from ._sizing import deep_sizeof
 
 K = TypeVar("K", bound=Hashable)
@@ -90,7 +90,7 @@ class BytesCache(Generic[K, V]):
         if sweep_s is not None:
             self._start_sweeper(sweep_s)
         if watch:
-            _register(self, name or f"memwarden.llm.BytesCache@{id(self):#x}", max_bytes)
+            register(self, name or f"memwarden.llm.BytesCache@{id(self):#x}", max_bytes)
 
     # -- mapping ------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class WeakValueCache(Generic[K, V]):
         self._lock = threading.Lock()
         self.hits = self.misses = 0
         if watch:
-            _register(self, name or f"memwarden.llm.WeakValueCache@{id(self):#x}", None)
+            register(self, name or f"memwarden.llm.WeakValueCache@{id(self):#x}", None)
 
     def get(self, key: K, default: Any = None) -> Any:
         with self._lock:
@@ -296,6 +296,11 @@ class WeakValueCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    @property
+    def nbytes(self) -> int:
+        """0: the values are held elsewhere, not by this cache."""
+        return 0
 
     def shrink(self, fraction: float) -> int:
         """Shrink protocol: forget ``fraction`` of the entries (the values live on where used).
@@ -344,7 +349,7 @@ class BufferPool(Generic[B]):
         self._buffer_bytes: int | None = None
         self._sizeof = sizeof
         if watch:
-            _register(self, name or f"memwarden.llm.BufferPool@{id(self):#x}", max_free)
+            register(self, name or f"memwarden.llm.BufferPool@{id(self):#x}", max_free)
 
     @classmethod
     def numpy(cls, shape: tuple[int, ...], dtype: str = "float32", **kwargs: Any) -> BufferPool[Any]:
@@ -414,7 +419,3 @@ class BufferPool(Generic[B]):
 
     def clear(self) -> int:
         return self.shrink(1.0)
-
-
-def _register(obj: object, name: str, maxsize: int | None) -> None:
-    watch(obj, name, maxsize=maxsize)

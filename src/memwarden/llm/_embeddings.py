@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from memwarden.diagnosis._caches import watch
 from memwarden.exceptions import ArchiveError, UsageError
 
 from ._numpy import numpy
+from ._registry import register
 
 
 class SQLiteVectorArchive:
@@ -149,7 +149,7 @@ class EmbeddingStore:
         self.evicted = 0
         self.expired = 0
         if watch:
-            _register(self, name or f"memwarden.llm.EmbeddingStore@{id(self):#x}", bound)
+            register(self, name or f"memwarden.llm.EmbeddingStore@{id(self):#x}", bound)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -343,7 +343,3 @@ def _top(np: Any, scores: Any, k: int) -> list[int]:
         part = np.argpartition(-scores, k)[:k]
         idx = part[np.argsort(-scores[part])]
     return [int(i) for i in idx]
-
-
-def _register(obj: object, name: str, maxsize: int | None) -> None:
-    watch(obj, name, maxsize=maxsize)

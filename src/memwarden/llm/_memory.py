@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal
 
-from memwarden.diagnosis._caches import watch
 from memwarden.exceptions import MessageTooLarge, UsageError
 
 from ._message import Message, check_meta, measure
+from ._registry import register
 from ._summary import Summarizer, SummarizerRunner, SummaryFailed, extractive_summary
 from ._tokens import TokenCounter, as_counter
 
@@ -138,7 +138,7 @@ class ConversationMemory:
             self._pinned = self._make("system", system_prompt, None, None, None)
             self._check_fits(self._pinned, pinned=True)
         if watch:
-            _register(self, name or f"memwarden.llm.ConversationMemory@{id(self):#x}", max_messages)
+            register(self, name or f"memwarden.llm.ConversationMemory@{id(self):#x}", max_messages)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -482,7 +482,3 @@ class ConversationMemory:
 
     def _extra_bytes(self) -> int:
         return sum(m.nbytes for m in (self._pinned, self._summary) if m is not None)
-
-
-def _register(obj: object, name: str, maxsize: int | None) -> None:
-    watch(obj, name, maxsize=maxsize)

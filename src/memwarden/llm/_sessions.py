@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from memwarden.diagnosis._caches import watch
 from memwarden.exceptions import ArchiveError, ArchiveUnavailable, UsageError
 
 from ._archive import Archive
 from ._memory import ConversationMemory, EvictHook
 from ._message import Message
+from ._registry import register
 from ._tokens import as_counter
 
 log = logging.getLogger("memwarden.llm")
@@ -124,7 +124,7 @@ class SessionStore:
         self._archived = 0
         if watch:
             watch_name = name or f"memwarden.llm.SessionStore@{id(self):#x}"
-            _register(self, watch_name, max_sessions)
+            register(self, watch_name, max_sessions)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -394,7 +394,3 @@ def _write_many(archive: Archive, batches: list[tuple[str, list[Message]]]) -> N
     else:
         for sid, messages in batches:
             archive.write(sid, messages)
-
-
-def _register(obj: object, name: str, maxsize: int | None) -> None:
-    watch(obj, name, maxsize=maxsize)
