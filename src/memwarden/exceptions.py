@@ -10,7 +10,13 @@ The tree::
     │                             or cannot be run (``exit_code``: python's for the same case)
     ├── TimelineError (OSError)   a timeline file cannot be opened, is not a memwarden timeline,
     │                             or is corrupt
-    └── UnknownMetric (KeyError)  a metric name no probe declares (see :mod:`memwarden.metrics`)
+    ├── UnknownMetric (KeyError)  a metric name no probe declares (see :mod:`memwarden.metrics`)
+    ├── MessageTooLarge (UsageError)
+    │                             one message is over a conversation's whole budget (memwarden.llm)
+    ├── TokenizerError (RuntimeError)
+    │                             a token counter is missing or fails its known-count self-check
+    └── ArchiveError (OSError)    long-term storage (SQLite, Redis) cannot be written or read
+        └── ArchiveUnavailable    the archive is unreachable now (Redis gone); nothing was dropped
 
 Each carries a message that says the cause and, where there is one, the fix; the command line
 prints it as one line and exits non-zero.
@@ -68,3 +74,25 @@ class UnknownMetric(MemwardenError, KeyError):
 
     def __str__(self) -> str:  # KeyError would show the message quoted, as a key
         return f"{self.name}: {self.reason}"
+
+
+class MessageTooLarge(UsageError):
+    """One message is over a conversation's whole budget, so no window could hold it."""
+
+    def __init__(self, what: str, size: int, budget: int) -> None:
+        super().__init__(f"message of {size} {what} is over the conversation's whole budget of {budget} {what}")
+        self.what = what
+        self.size = size
+        self.budget = budget
+
+
+class TokenizerError(MemwardenError, RuntimeError):
+    """A token counter cannot be loaded here, or returns wrong counts for known texts."""
+
+
+class ArchiveError(MemwardenError, OSError):
+    """Long-term storage for conversation history cannot be written or read."""
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive cannot be reached now; the turns it was given are kept to be written later."""

@@ -246,6 +246,15 @@ def _cachetools_info(cache: Any, name: str) -> CacheInfo:
 
 
 def _watched_info(obj: object, entry: _Watched, name: str) -> CacheInfo:
+    # a store that knows its own size and bound (memwarden.llm's stores) reports them itself:
+    # ``__memwarden_cache__() -> (currsize, maxsize)``, in the unit that bounds it
+    own = getattr(type(obj), "__memwarden_cache__", None)
+    if own is not None:
+        try:
+            currsize, maxsize = own(obj)
+            return CacheInfo(name, "watched", _bound(maxsize), int(currsize), None, None, id(obj))
+        except Exception:  # a store in an odd state must not stop the scan
+            pass
     return CacheInfo(name, "watched", entry.maxsize, _length(obj), None, None, id(obj))
 
 
