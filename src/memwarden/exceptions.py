@@ -80,7 +80,9 @@ class MessageTooLarge(UsageError):
     """One message is over a conversation's whole budget, so no window could hold it."""
 
     def __init__(self, what: str, size: int, budget: int) -> None:
-        super().__init__(f"message of {size} {what} is over the conversation's whole budget of {budget} {what}")
+        super().__init__(
+            f"message of {size} {what} is over the conversation's whole budget of {budget} {what}"
+        )
         self.what = what
         self.size = size
         self.budget = budget

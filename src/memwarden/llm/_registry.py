@@ -17,7 +17,7 @@ import threading
 import weakref
 from typing import Protocol, runtime_checkable
 
-from memwarden.diagnosis._caches import watch
+from memwarden.attribution._caches import watch
 from memwarden.exceptions import UsageError
 
 
