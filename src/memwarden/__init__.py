@@ -10,17 +10,75 @@ and guards, which plug in as observers of each :class:`Tick`.
 
 from __future__ import annotations
 
-from ._monitor import Monitor, diagnose, reset, start, stop
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .attribution import CacheInfo, InvestigatorConfig, find_caches, find_holders, unwatch, watch
-from .diagnosis import DiagnosisConfig, Evidence, Holder, Site, TypeGrowth, Verdict
-from .exceptions import MemwardenError, ProbeUnavailable, ProgramNotFound, TimelineError, UsageError
-from .guards.actions import ActionResult
-from .guards.gpu import CacheRelease, EmptyCachePolicy
-from .probes import default_probes
-from .probes.tracing import TracemallocWindow
-from .sampler import Observer, Sampler, Tick
-from .timeline import Event, Sample, Timeline
+
+if TYPE_CHECKING:
+    from ._monitor import Monitor, diagnose, reset, start, stop
+    from .attribution import CacheInfo, InvestigatorConfig, find_caches, find_holders, unwatch, watch
+    from .diagnosis import DiagnosisConfig, Evidence, Holder, Site, TypeGrowth, Verdict
+    from .exceptions import MemwardenError, ProbeUnavailable, ProgramNotFound, TimelineError, UsageError
+    from .guards.actions import ActionResult
+    from .guards.gpu import CacheRelease, EmptyCachePolicy
+    from .probes import default_probes
+    from .probes.tracing import TracemallocWindow
+    from .sampler import Observer, Sampler, Tick
+    from .timeline import Event, Sample, Timeline
+
+# Each public name and the module it lives in: imported on first use (PEP 562), so that
+# `import memwarden` (and the pytest plugin, loaded in every pytest run) costs almost nothing.
+_LAZY = {
+    "ActionResult": ".guards.actions",
+    "CacheInfo": ".attribution",
+    "CacheRelease": ".guards.gpu",
+    "DiagnosisConfig": ".diagnosis",
+    "EmptyCachePolicy": ".guards.gpu",
+    "Event": ".timeline",
+    "Evidence": ".diagnosis",
+    "Holder": ".diagnosis",
+    "InvestigatorConfig": ".attribution",
+    "MemwardenError": ".exceptions",
+    "Monitor": "._monitor",
+    "Observer": ".sampler",
+    "ProbeUnavailable": ".exceptions",
+    "ProgramNotFound": ".exceptions",
+    "Sample": ".timeline",
+    "Sampler": ".sampler",
+    "Site": ".diagnosis",
+    "Tick": ".sampler",
+    "Timeline": ".timeline",
+    "TimelineError": ".exceptions",
+    "TracemallocWindow": ".probes.tracing",
+    "TypeGrowth": ".diagnosis",
+    "UsageError": ".exceptions",
+    "Verdict": ".diagnosis",
+    "default_probes": ".probes",
+    "diagnose": "._monitor",
+    "find_caches": ".attribution",
+    "find_holders": ".attribution",
+    "reset": "._monitor",
+    "start": "._monitor",
+    "stop": "._monitor",
+    "unwatch": ".attribution",
+    "watch": ".attribution",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memwarden' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ActionResult",

@@ -348,12 +348,16 @@ def _metric_literals(source: str) -> Iterator[tuple[int, str]]:
 
 
 def _is_memwarden_module(text: str) -> bool:
-    """Whether ``memwarden.x.y`` names one of memwarden's modules (a logger, a module check), not a metric."""
+    """Whether ``memwarden.x.y`` names one of memwarden's modules (a logger, a module check), or a
+    name in one (``memwarden.examples.chat_sessions.store``), not a metric."""
     parts = text.split(".")
     if parts[0] != "memwarden":
         return False
-    path = PACKAGE.joinpath(*parts[1:])
-    return path.is_dir() or path.with_suffix(".py").is_file()
+    for end in (len(parts), len(parts) - 1):
+        path = PACKAGE.joinpath(*parts[1:end])
+        if end > 1 and (path.is_dir() or path.with_suffix(".py").is_file()):
+            return True
+    return False
 
 
 def _unknown_metric_names(root: Path, package: Path) -> list[str]:
