@@ -287,3 +287,37 @@ def test_an_uncaught_exception_goes_through_the_program_s_excepthook(workdir: Pa
     mw = run_memwarden(["run", "--quiet", "hooked.py"], workdir)
     assert plain.returncode == mw.returncode == 1
     assert mw.stderr == plain.stderr == "hook saw KeyError 'k' ['hooked.py', 'hooked.py']\n"
+
+
+def test_everything_after_the_module_is_the_modules_as_under_python(tmp_path: Path) -> None:
+    """`run -m json.tool --sort-keys FILE`: the option is json.tool's, and the output is python's."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "d.json"
+    data.write_text('{"b": 1, "a": 2}')
+    want = subprocess.run(
+        [sys.executable, "-m", "json.tool", "--sort-keys", str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memwarden",
+            "run",
+            "-q",
+            "--no-trace",
+            "-m",
+            "json.tool",
+            "--sort-keys",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == want.stdout

@@ -33,7 +33,7 @@ def test_unbounded_history_is_a_python_leak_held_by_the_sessions_dict(tmp_path: 
 def test_memwarden_stores_plateau_and_report_their_size(tmp_path: Path) -> None:
     """With memwarden.llm's SessionStore the verdict is plateau or stable (no leak), and the store
     is listed among the caches only if it grew, never as unbounded."""
-    verdict = _verdict(tmp_path, "--", "--bounded")  # "--": the options after -m MODULE are its own
+    verdict = _verdict(tmp_path, "--bounded")  # after -m MODULE every option is the module's, as in python
     assert verdict["verdict"] in ("plateau", "stable"), verdict["summary"]
     assert not verdict["leak"]
     for cache in verdict["caches"]:

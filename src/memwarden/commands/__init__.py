@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(run.module_args_verbatim(list(sys.argv[1:] if argv is None else argv)))
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE

@@ -83,6 +83,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def module_args_verbatim(argv: list[str]) -> list[str]:
+    """``memwarden run [options] -m MODULE ARGS``: every ARG is the module's, as under ``python -m``.
+
+    argparse would otherwise read the module's own options (``-m pytest -q``) as memwarden's. A
+    ``--`` is put right after the module name, so what follows reaches it verbatim (a ``--`` of the
+    user's own included, as python passes it). Scripts need nothing: their arguments already are the
+    remainder once the script's name is seen.
+    """
+    if not argv or argv[0] != "run":
+        return argv
+    probe = argparse.ArgumentParser(add_help=False)
+    add_arguments(probe)
+    takes_value = {o for act in probe._actions if act.nargs is None for o in act.option_strings}
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--" or not arg.startswith("-"):
+            return argv  # the script (or an explicit end of memwarden's options): nothing to do
+        if arg == "-m":
+            return [*argv[: i + 2], "--", *argv[i + 2 :]] if i + 1 < len(argv) else argv
+        if arg.startswith("-m") and not arg.startswith("--"):
+            return argv[: i + 1] + ["--"] + argv[i + 1 :]  # -mMODULE
+        i += 2 if arg in takes_value else 1
+    return argv
+
+
 @dataclass(frozen=True)
 class Program:
     """What to run: a script path or a module name, and its arguments."""

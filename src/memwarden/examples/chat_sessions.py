@@ -1,7 +1,7 @@
 """A chat backend's session history, unbounded or kept by memwarden.llm's stores: try both under memwarden.
 
     memwarden run -m memwarden.examples.chat_sessions              # history in a dict: python_leak
-    memwarden run -m memwarden.examples.chat_sessions -- --bounded  # memwarden.llm: plateau or stable
+    memwarden run -m memwarden.examples.chat_sessions --bounded  # memwarden.llm: plateau or stable
 
 It serves chat turns for ten seconds (``--seconds N``): each turn stores a user message and an
 assistant reply in one of many sessions (new ones keep arriving, as in a real service) and then
