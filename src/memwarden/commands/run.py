@@ -104,7 +104,7 @@ def module_args_verbatim(argv: list[str]) -> list[str]:
         if arg == "-m":
             return [*argv[: i + 2], "--", *argv[i + 2 :]] if i + 1 < len(argv) else argv
         if arg.startswith("-m") and not arg.startswith("--"):
-            return argv[: i + 1] + ["--"] + argv[i + 1 :]  # -mMODULE
+            return [*argv[: i + 1], "--", *argv[i + 1 :]]  # -mMODULE
         i += 2 if arg in takes_value else 1
     return argv
 
