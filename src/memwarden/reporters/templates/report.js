@@ -153,6 +153,14 @@
       status.charts.push({ id: p.spec.id, width: Math.round(rect.width), height: Math.round(rect.height),
         draws: p.plot.memwardenDraws || 0, inked: inked(canvas), points: p.spec.x.length, series: p.spec.labels.length });
     }
+    // the headline and each verdict badge: on screen, with non-zero size
+    status.visible = {};
+    var texts = document.querySelectorAll("#headline, [data-verdict]");
+    for (var t = 0; t < texts.length; t++) {
+      var r = texts[t].getBoundingClientRect();
+      var key = texts[t].id || ("verdict:" + texts[t].getAttribute("data-verdict"));
+      status.visible[key] = r.width > 0 && r.height > 0 && getComputedStyle(texts[t]).visibility !== "hidden";
+    }
     status.rendered = status.errors.length === 0;
     var ended = (window.performance && performance.now) ? performance.now() : Date.now();
     status.ms = Math.round(ended - started);
