@@ -15,11 +15,24 @@
     "#455a64", "#9e9d24"];
   var UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 
-  function fmtBytes(v) {
+  function fmtBytes(v, decimals) {
     if (v == null) { return "–"; }
     var sign = v < 0 ? "-" : "", x = Math.abs(v), i = 0;
     while (x >= 1024 && i < UNITS.length - 1) { x /= 1024; i++; }
-    return sign + (i === 0 ? x.toFixed(0) : x.toFixed(x >= 100 ? 0 : 1)) + " " + UNITS[i];
+    var d = decimals == null ? (x >= 100 ? 0 : 1) : decimals;
+    return sign + (i === 0 ? x.toFixed(0) : x.toFixed(d)) + " " + UNITS[i];
+  }
+  // axis labels: as few decimals as keep neighbouring ticks apart (1.1 GiB, 1.1 GiB ... reads as nothing)
+  function axisValues(fmt, unit) {
+    return function (u, splits) {
+      if (unit !== "bytes") { return splits.map(function (v) { return fmt(v); }); }
+      for (var d = 1; d <= 4; d++) {
+        var out = splits.map(function (v) { return fmtBytes(v, d); }), seen = {}, unique = true;
+        for (var k = 0; k < out.length; k++) { if (seen[out[k]]) { unique = false; break; } seen[out[k]] = 1; }
+        if (unique) { return out; }
+      }
+      return out;
+    };
   }
   function fmtCount(v) {
     if (v == null) { return "–"; }
@@ -96,7 +109,7 @@
       series: series,
       axes: [
         {},
-        { values: function (u, splits) { return splits.map(fmt); }, size: 70 }
+        { values: axisValues(fmt, spec.unit), size: 80 }
       ],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },

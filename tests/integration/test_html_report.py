@@ -1,0 +1,176 @@
+"""The HTML report end to end: real recorded runs, the real CLI, opened in headless Chromium."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import run_memwarden
+
+LEAKY = """\
+import time
+KEEP = {}
+def remember(i):
+    KEEP[i] = bytearray(200_000)
+t0 = time.monotonic(); i = 0
+while time.monotonic() - t0 < 3:
+    remember(i); i += 1
+    time.sleep(0.03)
+"""
+
+FLAT = """\
+import time
+t0 = time.monotonic()
+while time.monotonic() - t0 < 3:
+    junk = [bytearray(100_000) for _ in range(5)]
+    del junk
+    time.sleep(0.03)
+"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("no headless Chromium here (Debian: apt-get install chromium; .ci/run installs it)")
+
+
+def _browser(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def render_status(page: Path, width: int = 1280, height: int = 2400) -> dict[str, Any]:
+    """Open the page in Chromium and read back what its script wrote into #render-status."""
+    proc = _browser(
+        "--virtual-time-budget=5000", f"--window-size={width},{height}", "--dump-dom", page.resolve().as_uri()
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = re.search(r'data-render-status="([^"]*)"', proc.stdout)
+    assert m is not None, "the page has no #render-status element"
+    raw = html.unescape(m.group(1))
+    assert raw, "the page's script never finished (empty render status)"
+    status: dict[str, Any] = json.loads(raw)
+    return status
+
+
+def screenshot(page: Path, out: Path, width: int = 1280, height: int = 2400) -> Path:
+    proc = _browser(
+        "--virtual-time-budget=5000",
+        f"--window-size={width},{height}",
+        f"--screenshot={out}",
+        page.resolve().as_uri(),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def _record(workdir: Path, name: str, source: str) -> Path:
+    (workdir / f"{name}.py").write_text(source)
+    proc = run_memwarden(["run", "--quiet", "--interval", "0.1", "--db", f"{name}.db", f"{name}.py"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    return workdir / f"{name}.db"
+
+
+def _assert_charts_drawn(status: dict[str, Any], expected: set[str]) -> None:
+    assert status["errors"] == [], status["errors"]
+    assert status["rendered"] is True
+    charts = {c["id"]: c for c in status["charts"]}
+    assert expected <= set(charts), sorted(charts)
+    for c in charts.values():
+        assert c["width"] > 200 and c["height"] > 100, c
+        assert c["draws"] >= 1 and c["inked"] > 0, c
+
+
+@pytest.mark.slow
+def test_report_of_a_real_leaking_run_renders_in_chromium(workdir: Path) -> None:
+    """A recorded leak's report draws every recorded layer's chart, shows the verdict, logs no error."""
+    db = _record(workdir, "leaky", LEAKY)
+    proc = run_memwarden(["report", "leaky.db", "--html", "report.html"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote report.html" in proc.stderr
+    page = workdir / "report.html"
+    text = page.read_text()
+    assert "python_leak" in text and "leaky.py:4" in text
+    assert "KEEP[i] = bytearray(200_000)" in text  # the growing site's source line
+    status = render_status(page)
+    _assert_charts_drawn(status, {"w0-process", "w0-objects", "w0-libc", "w0-tracing"})
+    assert status["visible"] == {"headline": True, "verdict:python_leak": True}
+    shot = screenshot(page, workdir / "report.png")
+    assert shot.stat().st_size > 50_000  # a page of charts, not a blank one
+    assert db.exists()
+
+
+@pytest.mark.slow
+def test_several_workers_timelines_merge_into_one_report(workdir: Path) -> None:
+    """Three workers' timelines (one leaks): one page, the overlay chart, the leaking worker named first."""
+    procs = {}
+    for name, source in (("app-1", FLAT), ("app-2", FLAT), ("app-3", LEAKY)):
+        (workdir / f"{name}.py").write_text(source)
+        procs[name] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "memwarden",
+                "run",
+                "--quiet",
+                "--interval",
+                "0.1",
+                "--db",
+                f"{name}.db",
+                f"{name}.py",
+            ],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    for name, p in procs.items():
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, (name, err)
+    proc = run_memwarden(["report", "app-1.db", "app-2.db", "app-3.db", "--html", "workers.html"], workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 timelines" in proc.stderr
+    page = workdir / "workers.html"
+    text = page.read_text()
+    headline = re.search(r'<p class="headline leak" id="headline">(.*?)</p>', text, re.S)
+    assert headline is not None
+    assert html.unescape(headline.group(1)).startswith("1 of 3 workers leaks: app-3 (python_leak")
+    status = render_status(page)
+    _assert_charts_drawn(status, {"workers-rss", "w0-process", "w1-process", "w2-process"})
+    overlay = next(c for c in status["charts"] if c["id"] == "workers-rss")
+    assert overlay["series"] == 3
+    screenshot(page, workdir / "workers.png")
+
+
+def test_report_cli_says_what_is_wrong_in_one_line(workdir: Path) -> None:
+    """--html into a missing folder, --json with two timelines, --html with --json: exit 2, one line."""
+    db = _record(workdir, "flat", "import time\ntime.sleep(0.5)\n")
+    cases = (
+        ["report", db.name, "--html", "no/such/folder/r.html"],
+        ["report", db.name, db.name, "--json"],
+        ["report", db.name, "--json", "--html", "r.html"],
+        ["report", db.name, "missing.db", "--html", "r.html"],
+    )
+    for args in cases:
+        proc = run_memwarden(args, workdir)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("memwarden: error:"), (args, proc.stderr)
+    assert not (workdir / "r.html").exists()
+    both = run_memwarden(["report", db.name, db.name], workdir)
+    assert both.returncode == 0 and both.stdout.count("== flat.db") == 2
