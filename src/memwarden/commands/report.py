@@ -10,11 +10,11 @@ from pathlib import Path
 
 from .._format import format_bytes
 from .._monitor import diagnose
-from ..diagnosis import layer_figures
+from ..diagnosis import Evidence, classify, layer_figures
 from ..diagnosis._evidence import EVENT_VERDICT
 from ..diagnosis._verdict import Verdict
 from ..exceptions import UsageError
-from ..timeline import Timeline
+from ..timeline import Event, Sample, Timeline
 
 HELP = "summarise recorded runs (--db timelines), in the terminal or as an HTML report"
 DESCRIPTION = (
@@ -46,6 +46,17 @@ def stored_or_new_verdict(timeline: Timeline) -> Verdict:
         except (KeyError, TypeError, ValueError):
             pass
     return diagnose(timeline)
+
+
+def verdict_of(samples: list[Sample], events: list[Event]) -> Verdict:
+    """:func:`stored_or_new_verdict` on samples and events already read (a long timeline is read once)."""
+    stored = [e for e in events if e.kind == EVENT_VERDICT]
+    if stored:
+        try:
+            return Verdict.from_json(dict(stored[-1].data))
+        except (KeyError, TypeError, ValueError):
+            pass
+    return classify(samples, Evidence.from_events([e for e in events if e.kind != EVENT_VERDICT]))
 
 
 def check_html_path(path: str, what: str = "--html") -> None:
@@ -97,10 +108,11 @@ def _write_html(paths: list[str], out: str) -> int:
     with report_progress(3 * len(paths) + 1) as progress:
         for path, label in zip(paths, labels):
             with Timeline.open_existing(path) as timeline:
-                progress.advance(f"reading {label}")
-                verdict = stored_or_new_verdict(timeline)
-                progress.advance(f"verdict of {label}")
-                runs.append(RecordedRun.read(timeline, verdict, label=label))
+                meta, samples, events = timeline.meta(), timeline.samples(), timeline.events()
+            progress.advance(f"reading {label}")
+            verdict = verdict_of(samples, events)
+            progress.advance(f"verdict of {label}")
+            runs.append(RecordedRun(label, path, meta, samples, events, verdict))
         size = write_report(runs, out, progress=progress)
     workers = f", {len(runs)} timelines" if len(runs) > 1 else ""
     print(f"memwarden: wrote {out} ({format_bytes(size)}{workers})", file=sys.stderr)

@@ -355,21 +355,14 @@ def _compact(v: float | None) -> float | int | None:
 
 def _charts_of(samples: Sequence[Sample], t0: float, buckets: int) -> list[_Chart]:
     xs = [s.t - t0 for s in samples]
+    rows = [s.metrics for s in samples]
     charts = []
     for spec in CHARTS:
         chart = _Chart(spec)
         cols: list[list[float | None]] = []
         for name, label in spec.metrics:
-            col: list[float | None] = []
-            seen = False
-            for s in samples:
-                v = s.metrics.get(name)
-                if v is None or isinstance(v, bool):
-                    col.append(None)
-                else:
-                    col.append(float(v))
-                    seen = True
-            if seen:
+            col: list[float | None] = [row.get(name) for row in rows]
+            if any(v is not None for v in col):
                 chart.labels.append(label)
                 cols.append(col)
         if cols:
