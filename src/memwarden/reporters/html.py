@@ -679,6 +679,11 @@ def write_report(
     return target.stat().st_size
 
 
+def write_run_report(timeline: Timeline, verdict: Verdict, path: str | os.PathLike[str]) -> int:
+    """The report of the run that just ended (``memwarden run --report``), from its open timeline."""
+    return write_report([RecordedRun.read(timeline, verdict)], path)
+
+
 __all__ = [
     "CHARTS",
     "DEFAULT_BUCKETS",
@@ -691,4 +696,5 @@ __all__ = [
     "render_report",
     "report_progress",
     "write_report",
+    "write_run_report",
 ]
