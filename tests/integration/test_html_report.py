@@ -174,3 +174,22 @@ def test_report_cli_says_what_is_wrong_in_one_line(workdir: Path) -> None:
     assert not (workdir / "r.html").exists()
     both = run_memwarden(["report", db.name, db.name], workdir)
     assert both.returncode == 0 and both.stdout.count("== flat.db") == 2
+
+
+@pytest.mark.slow
+def test_run_writes_the_report_of_the_run_it_just_did(workdir: Path) -> None:
+    """`memwarden run --report` (no --db: a scratch timeline) leaves a page that renders with the verdict."""
+    (workdir / "leaky.py").write_text(LEAKY)
+    proc = run_memwarden(
+        ["run", "--interval", "0.1", "--json", "v.json", "--report", "run.html", "leaky.py"], workdir
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote run.html" in proc.stderr
+    verdict = json.loads((workdir / "v.json").read_text())["verdict"]
+    assert verdict == "python_leak"
+    assert not list(workdir.glob("*.db"))  # the scratch timeline is gone, the report stays
+    status = render_status(workdir / "run.html")
+    _assert_charts_drawn(status, {"w0-process", "w0-objects"})
+    assert status["visible"] == {"headline": True, f"verdict:{verdict}": True}
+    bad = run_memwarden(["run", "--report", "no/such/dir/r.html", "leaky.py"], workdir)
+    assert bad.returncode == 2 and "--report" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
