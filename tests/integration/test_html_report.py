@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from memwarden.guards.actions import EVENT_ACTION, collect
+from memwarden.timeline import Timeline
+
 from .conftest import run_memwarden
 
 LEAKY = """\
@@ -97,22 +100,32 @@ def _assert_charts_drawn(status: dict[str, Any], expected: set[str]) -> None:
 
 
 @pytest.mark.slow
-def test_report_of_a_real_leaking_run_renders_in_chromium(workdir: Path) -> None:
-    """A recorded leak's report draws every recorded layer's chart, shows the verdict, logs no error."""
-    db = _record(workdir, "leaky", LEAKY)
-    proc = run_memwarden(["report", "leaky.db", "--html", "report.html"], workdir)
+def test_report_of_a_real_leaking_service_renders_in_chromium(workdir: Path) -> None:
+    """The example service's report draws every recorded layer, shows the verdict, sites, holders,
+    caches and a guard's action, and logs no script error; a screenshot is saved."""
+    service = ["-m", "memwarden.examples.leaky_service", "--", "--seconds", "4"]
+    proc = run_memwarden(["run", "--quiet", "--interval", "0.2", "--db", "svc.db", *service], workdir)
+    assert proc.returncode == 0, proc.stderr
+    with Timeline(workdir / "svc.db") as tl:  # a guard acted mid-run (a real gc.collect())
+        mid = (tl.samples()[0].t + tl.samples()[-1].t) / 2
+        tl.add_event(EVENT_ACTION, collect("rss over budget").to_json(), t=mid)
+    proc = run_memwarden(["report", "svc.db", "--html", "report.html"], workdir)
     assert proc.returncode == 0, proc.stderr
     assert "wrote report.html" in proc.stderr
     page = workdir / "report.html"
-    text = page.read_text()
-    assert "python_leak" in text and "leaky.py:4" in text
-    assert "KEEP[i] = bytearray(200_000)" in text  # the growing site's source line
-    status = render_status(page)
-    _assert_charts_drawn(status, {"w0-process", "w0-objects", "w0-libc", "w0-tracing"})
+    text = html.unescape(page.read_text())
+    assert "python_leak" in text and "in remember_turn()" in text
+    assert (
+        '<pre class="source">HISTORY.setdefault(conversation_id' in text or "turn: dict[str, object]" in text
+    )
+    assert "__main__.HISTORY[<str>]" in text  # the holder path
+    assert "__main__.system_prompt" in text and "unbounded" in text  # the lru_cache
+    assert "rss over budget" in text and "No guard acted" not in text
+    status = render_status(page, height=3800)
+    _assert_charts_drawn(status, {"w0-process", "w0-objects", "w0-libc", "w0-tracing", "w0-pymalloc"})
     assert status["visible"] == {"headline": True, "verdict:python_leak": True}
-    shot = screenshot(page, workdir / "report.png")
+    shot = screenshot(page, workdir / "report.png", height=3800)
     assert shot.stat().st_size > 50_000  # a page of charts, not a blank one
-    assert db.exists()
 
 
 @pytest.mark.slow
