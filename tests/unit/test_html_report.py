@@ -25,7 +25,7 @@ from memwarden.reporters.html import (
     render_report,
     write_report,
 )
-from memwarden.timeline import Sample, Timeline
+from memwarden.timeline import Event, Sample, Timeline
 
 MiB = 1024 * 1024
 
@@ -228,3 +228,72 @@ def test_progress_shows_only_after_the_delay_and_only_on_a_terminal() -> None:
     logged = ReportProgress(3, after_s=0.0, file=piped)
     logged.advance("reading")
     assert not logged.shown and piped.getvalue() == ""
+
+
+GOLDEN = Path(__file__).parent.parent / "fixtures" / "report" / "golden_report.json"
+
+
+def _golden_runs() -> list[RecordedRun]:
+    """Two fixed workers with a hand-made verdict each (the classifier's own output is not under test)."""
+    from memwarden.diagnosis._verdict import CacheGrowthInfo, Holder, SourceFrame, TypeGrowth
+
+    runs = []
+    for w, growth in ((0, 0.0), (1, 1.5 * MiB)):
+        samples = [
+            Sample(
+                t=1.7e9 + i * 10.0 + w,
+                mono=i * 10.0,
+                metrics={
+                    PROCESS_RSS_BYTES: 100 * MiB + growth * i * 10,
+                    OBJECTS_ALLOCATED_BLOCKS: 40_000 + (i % 3),
+                },
+            )
+            for i in range(12)
+        ]
+        leak = growth > 0
+        verdict = Verdict(
+            verdict="python_leak" if leak else "stable",
+            confidence=0.97 if leak else 0.9,
+            summary="Python objects leak at +1.5 MiB/s." if leak else "No meaningful growth.",
+            duration_s=110.0,
+            samples=12,
+            growth_bytes_per_s={"rss": growth, "python": growth, "native": 0.0, "gpu": None},
+            sites=(
+                Site("app/cache.py", 42, "get", 20 * MiB, 1024, (SourceFrame("app/cache.py", 42, "get"),)),
+            )
+            if leak
+            else (),
+            types=(TypeGrowth("app.cache.Embedding", 1024, 9 * MiB),) if leak else (),
+            holders=(
+                Holder("app.cache.Embedding", "app.cache.CACHE._d[<str>]", "module_global", None, 3, 1024),
+            )
+            if leak
+            else (),
+            caches=(CacheGrowthInfo("app.prompts.render", "lru_cache", None, 500, 4.5),) if leak else (),
+            advice=("Bound app.cache.CACHE._d.",) if leak else (),
+            evidence=("process.rss_bytes: grows 1.5 MiB/s",) if leak else (),
+            layers={"gpu": {"unavailable": "torch not imported"}},
+        )
+        events = [
+            Event(1.7e9 + 55.0, EVENT_ACTION, {"action": "gc_collect", "reason": "budget", "freed_bytes": 0})
+        ]
+        runs.append(
+            RecordedRun(
+                f"app-{w}", f"app-{w}.db", {"pid": 100 + w, "interval": 10.0}, samples, events, verdict
+            )
+        )
+    return runs
+
+
+def test_report_data_matches_the_golden_file() -> None:
+    """The report's data for fixed input is exactly the reviewed golden file (MEMWARDEN_UPDATE_GOLDEN=1 rewrites it)."""
+    import os
+
+    data = build_report(_golden_runs())
+    data.pop("generated")
+    data.pop("memwarden_version")
+    if os.environ.get("MEMWARDEN_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    expected = json.loads(GOLDEN.read_text())
+    assert json.loads(json.dumps(data)) == expected
