@@ -297,3 +297,15 @@ def test_report_data_matches_the_golden_file() -> None:
         GOLDEN.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
     expected = json.loads(GOLDEN.read_text())
     assert json.loads(json.dumps(data)) == expected
+
+
+def test_a_timeline_without_samples_still_reports(tmp_path: Path) -> None:
+    """A run that died before its first tick gives a page that says so (inconclusive, no charts)."""
+    path = tmp_path / "empty.db"
+    with Timeline(path) as tl:
+        tl.set_meta(pid=1)
+    page, data = _page([_run(path), _run(_timeline(tmp_path / "app.db", 40, 0.0))])
+    empty = next(w for w in data["workers"] if w["label"] == "empty")  # type: ignore[union-attr]
+    assert empty["verdict"] == "inconclusive" and empty["charts"] == []
+    assert "No samples were recorded." in page
+    assert data["overlay"]["labels"] == ["empty", "app"]  # type: ignore[index]

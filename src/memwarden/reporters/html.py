@@ -34,8 +34,10 @@ from typing import IO, Any
 
 from .._format import format_bytes, format_duration, format_rate
 from .._version import __version__
+from ..diagnosis._evidence import EVENT_WINDOW
 from ..diagnosis._verdict import LEAK_VERDICTS, VERDICT_MEANINGS, EvidenceItem, Verdict
 from ..exceptions import UsageError
+from ..guards.actions import EVENT_ACTION
 from ..metrics import (
     GPU_ALLOCATED_BYTES,
     GPU_INACTIVE_SPLIT_BYTES,
@@ -67,8 +69,6 @@ REPORT_SCHEMA = "memwarden.report/1"
 DEFAULT_BUCKETS = 1000
 """Time buckets per chart: each keeps its minimum and maximum, so a chart has at most 2x this many points."""
 
-EVENT_ACTION = "action"  # memwarden.guards.actions.EVENT_ACTION, without importing the guards
-EVENT_WINDOW = "tracemalloc_window"
 
 
 @dataclass(frozen=True)
