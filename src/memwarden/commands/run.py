@@ -43,6 +43,9 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write the verdict (schema memwarden.verdict/1) to PATH")
     p.add_argument(
+        "--report", metavar="PATH", help="write a self-contained HTML report (charts, verdict) to PATH"
+    )
+    p.add_argument(
         "--db",
         metavar="PATH",
         help="record the timeline in this SQLite file (kept after the run; one file holds one run)",
@@ -420,6 +423,8 @@ class _RunOutputs:
         try:
             verdict = self.verdict = self._monitor.stop()
             self._timeline.set_meta(exit_code=code)
+            if self._args.report:  # before the (scratch) timeline is closed and deleted
+                _write_report(self._timeline, verdict, self._args.report, quiet=self._args.quiet)
         finally:
             self._timeline.close()
             if self._scratch is not None:
@@ -526,6 +531,8 @@ def execute(args: argparse.Namespace) -> int:
     window = validate_interval(args.window, "--window")
     if args.json:
         _check_output_path(args.json, "--json")
+    if args.report:
+        _check_output_path(args.report, "--report")
     try:
         program, run_program = _resolve(args)
     except _ProgramSyntaxError as err:
@@ -608,3 +615,17 @@ def _write_json(path: str, verdict: Verdict) -> None:
         json.dump(verdict.to_json(), fh, indent=2)
         fh.write("\n")
     os.replace(tmp, path)
+
+
+def _write_report(timeline: Timeline, verdict: Verdict, path: str, *, quiet: bool) -> None:
+    """The HTML report, from the timeline before it is closed (a scratch one is deleted after)."""
+    from .._format import format_bytes
+    from ..reporters.html import write_run_report
+
+    try:
+        size = write_run_report(timeline, verdict, path)
+    except Exception as exc:  # the program has run: its exit code and verdict still come out
+        print(f"memwarden: could not write the report {path}: {exc}", file=sys.stderr)
+        return
+    if not quiet:
+        print(f"memwarden: wrote {path} ({format_bytes(size)})", file=sys.stderr)

@@ -202,6 +202,34 @@ class GrowthStart:
 
 
 @dataclass(frozen=True)
+class EvidenceItem:
+    """One piece of evidence as data: a stable code, the figures it rests on, and its sentence.
+
+    The proposed shape of ``Verdict.evidence`` items, so that reports, JSON consumers and exporters
+    read ``code`` and ``figures`` instead of parsing prose. ``code`` is dotted and stable
+    (``trend.process.rss_bytes``, ``window.traced``, ``retention.freed``, ``cache.full``, ``gpu.finding``);
+    ``figures`` maps names to plain numbers or strings (``{"rate_bytes_per_s": 1.7e6, "r2": 0.98}``);
+    ``sentence`` is what a person reads. Until the classifier emits these, a plain sentence becomes an
+    item with the code ``"note"`` and no figures (:meth:`from_sentence`).
+    """
+
+    code: str
+    sentence: str
+    figures: dict[str, float | int | str | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_sentence(cls, sentence: str) -> EvidenceItem:
+        return cls("note", sentence)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "figures": dict(self.figures), "sentence": self.sentence}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> EvidenceItem:
+        return cls(str(d["code"]), str(d.get("sentence", "")), dict(d.get("figures", {})))
+
+
+@dataclass(frozen=True)
 class Verdict:
     """memwarden's answer for one run: which layer grows, whether it is a leak, why, and what to do."""
 
