@@ -18,6 +18,8 @@ from typing import NoReturn
 from .._version import __version__
 from ..exceptions import MemwardenError, UsageError
 from . import diagnose, report, run, snapshot
+from . import status as status_cmd
+from . import top as top_cmd
 
 EXIT_USAGE = 2
 EXIT_LEAK = 3
@@ -27,6 +29,8 @@ _COMMANDS = {
     "snapshot": snapshot,
     "report": report,
     "diagnose": diagnose,
+    "status": status_cmd,
+    "top": top_cmd,
 }
 
 
