@@ -121,7 +121,9 @@ def render(view: View) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    latest = view.samples[-1][1] if view.samples else {}
+    latest: dict[str, Any] = {}
+    for _, sample_metrics in view.samples:  # costly layers are read every few ticks: keep each one's last
+        latest.update((k, v) for k, v in sample_metrics.items() if v is not None)
     when = time.strftime("%H:%M:%S", time.localtime(view.samples[-1][0])) if view.samples else "-"
     header = Text.assemble(("memwarden ", "bold"), view.source, f"  samples {view.ticks or 0}",
                            f"  last {when}")

@@ -259,7 +259,9 @@ class MonitorReadings:
     ``verdict_ttl_s``: how long a verdict (and the growth rates) is reused before the next
     diagnosis. ``growth_window_s``: the recent span the growth rates are fitted on (at most
     ``max_growth_points`` samples of it). ``gc_histogram``: count GC pauses into a histogram
-    (one ``gc.callbacks`` entry, installed here, removed by :meth:`close`).
+    (one ``gc.callbacks`` entry, installed here, removed by :meth:`close`). ``caches_census``:
+    find the caches (``functools.lru_cache``, cachetools, :func:`memwarden.watch`) once per TTL
+    for ``memwarden_cache_entries`` (a walk of the heap, a few milliseconds per 100,000 objects).
     """
 
     def __init__(
@@ -270,9 +272,12 @@ class MonitorReadings:
         growth_window_s: float = 600.0,
         max_growth_points: int = 200,
         gc_histogram: bool = True,
+        caches_census: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._monitor = monitor
+        self.caches_census = caches_census
+        self._caches: list[Mapping[str, Any]] = []
         self.verdict_ttl_s = verdict_ttl_s
         self.growth_window_s = growth_window_s
         self.max_growth_points = max_growth_points
@@ -315,6 +320,23 @@ class MonitorReadings:
         mon = self.monitor
         return mon.sampler.latest(layer) if mon is not None and mon.sampler is not None else None
 
+    def latest_metrics(self) -> dict[str, float | int | None]:
+        """The flat metrics of every layer's latest reading (a costly layer is read every few ticks,
+        so the last sample alone would often lack it); layers that cannot be read now are left out."""
+        mon = self.monitor
+        if mon is None or mon.sampler is None:
+            return {}
+        from ..probes import flatten
+
+        out: dict[str, float | int | None] = {}
+        for status in mon.sampler.status():
+            if not status.available:
+                continue
+            reading = mon.sampler.latest(status.layer)
+            if reading is not None:
+                out.update(flatten(status.layer, reading))
+        return out
+
     def events(self) -> list[Event]:
         mon = self.monitor
         return mon.events() if mon is not None else []
@@ -341,6 +363,13 @@ class MonitorReadings:
             self._verdict = mon.verdict if mon.verdict is not None else mon.diagnose()
             self.diagnoses += 1
             self._growth = _growth_rates(mon.sampler.samples(), self.growth_window_s, self.max_growth_points)
+            if self.caches_census:
+                from ..attribution import find_caches
+
+                try:
+                    self._caches = [dataclasses.asdict(c) for c in find_caches()]
+                except Exception:  # a census must never break a scrape
+                    self._caches = []
 
     def action_totals(self) -> tuple[dict[str, int], dict[str, float]]:
         """Actions counted by action, and the bytes they freed, since these readings began.
@@ -375,7 +404,13 @@ class MonitorReadings:
             return dict(self._actions), dict(self._freed)
 
     def caches(self) -> list[Mapping[str, Any]]:
-        """The caches of the latest cache census event (name, kind, currsize, ...)."""
+        """The caches found by the latest census (name, kind, currsize, ...), taken once per TTL.
+
+        Without ``caches_census``, those of the monitor's latest cache event (recorded at stop).
+        """
+        self._refresh()
+        if self.caches_census:
+            return list(self._caches)
         for e in reversed(self.events()):
             if e.kind == EVENT_CACHES:
                 return [c for c in e.data.get("caches", []) if isinstance(c, Mapping)]
@@ -388,7 +423,7 @@ class MonitorReadings:
         sample = self.latest_sample()
         if sample is None:
             return []
-        out = self._catalogue_families(sample.metrics)
+        out = self._catalogue_families(self.latest_metrics())
         verdict = self.verdict()
         if verdict is not None:
             out.append(_derived_family(

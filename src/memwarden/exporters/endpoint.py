@@ -33,9 +33,7 @@ of requests costs one census.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
-import gc
 import hmac
 import ipaddress
 import json
@@ -135,7 +133,7 @@ class Views:
             "interval_s": mon.interval,
             "ticks": getattr(sampler, "ticks", None),
             "timeline": mon.timeline.path if mon.timeline is not None else None,
-            "metrics": {k: _finite(v) for k, v in sample.metrics.items()},
+            "metrics": {k: _finite(v) for k, v in self.readings.latest_metrics().items()},
             "growth_bytes_per_s": self.readings.growth(),
             "unavailable": _unavailable(mon),
         }
@@ -161,23 +159,15 @@ class Views:
         }
 
     def census_json(self) -> dict[str, Any]:
-        """Objects by type (the top :data:`CENSUS_TOP`) and every cache found now."""
+        """Live objects by type (the :data:`CENSUS_TOP` largest by bytes) and every cache found now."""
         from ..attribution import find_caches
+        from ..probes.objects import census
 
         started = time.perf_counter()
-        counts: collections.Counter[str] = collections.Counter()
-        objects = gc.get_objects()
-        try:
-            for obj in objects:
-                tp = type(obj)
-                counts[f"{tp.__module__}.{tp.__qualname__}"] += 1
-            total = len(objects)
-        finally:
-            del objects
+        counted = census(top=CENSUS_TOP)
         caches = find_caches()
         return {
-            "objects": total,
-            "types": [{"type": t, "count": n} for t, n in counts.most_common(CENSUS_TOP)],
+            "census": to_jsonable(counted),
             "caches": [to_jsonable(c) for c in caches],
             "duration_s": round(time.perf_counter() - started, 4),
         }
