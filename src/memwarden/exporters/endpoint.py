@@ -38,6 +38,7 @@ import hmac
 import ipaddress
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -128,7 +129,7 @@ class Views:
         sampler = mon.sampler
         return {
             "running": mon.running,
-            "pid": __import__("os").getpid(),
+            "pid": os.getpid(),
             "t": sample.t,
             "interval_s": mon.interval,
             "ticks": getattr(sampler, "ticks", None),
@@ -173,14 +174,18 @@ class Views:
         }
 
     def window_json(self, seconds: float) -> dict[str, Any]:
-        """A tracemalloc window of ``seconds`` (bounded by ``window_max_s``) and the sites that grew."""
+        """A tracemalloc window of ``seconds`` (bounded by ``window_max_s``) and the sites that grew.
+
+        Sites are named by file and line only: naming their functions parses source files while
+        tracemalloc still traces, which took seconds per window in a test process.
+        """
         from ..probes.tracing import TracemallocWindow
 
         seconds = max(0.1, min(float(seconds), self.window_max_s))
         started = time.perf_counter()
         with TracemallocWindow(frames=self.frames) as window:
             time.sleep(seconds)
-            sites = window.diff(top=10)
+            sites = window.diff(top=10, name_functions=False)
         return {"seconds": seconds, "sites": [to_jsonable(s) for s in sites],
                 "duration_s": round(time.perf_counter() - started, 4)}
 
