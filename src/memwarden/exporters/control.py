@@ -228,7 +228,9 @@ def query(target: int | str | os.PathLike[str], what: str = "readings", *, timeo
         sock.settimeout(timeout)
         try:
             sock.connect(str(path))
-            sock.sendall(json.dumps({"get": what, **params}).encode() + b"\n")
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                # a refusal can come (and the server close) before the request is read: read it anyway
+                sock.sendall(json.dumps({"get": what, **params}).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):
                 chunk = sock.recv(1 << 16)
