@@ -168,9 +168,19 @@ SEMCONV: Mapping[str, tuple[str, ...]] = {
 }
 
 
+_NAMES: dict[str, tuple[str, str]] = {}
+
+
 def _family(spec: m.MetricSpec, points: tuple[Point, ...], labels: tuple[str, ...] = ()) -> Family:
-    return Family(spec.name, spec.prometheus_name, otel_name_of(spec), spec.unit, spec.kind, spec.help,
-                  points, None, labels)
+    names = _NAMES.get(spec.name)
+    if names is None:  # the names never change: work them out once per metric
+        names = _NAMES[spec.name] = (spec.prometheus_name, otel_name_of(spec))
+    return Family(spec.name, names[0], names[1], spec.unit, spec.kind, spec.help, points, None, labels)
+
+
+def _prometheus_name(name: str) -> str:
+    names = _NAMES.get(name)
+    return names[0] if names is not None else m.spec(name).prometheus_name
 
 
 def _derived_family(key: str, points: tuple[Point, ...] = (), histogram: HistogramPoint | None = None) -> Family:
@@ -434,7 +444,7 @@ class MonitorReadings:
         growth = self.growth()
         if growth:
             out.append(_derived_family("growth", tuple(
-                Point(rate, (("metric", m.spec(name).prometheus_name),)) for name, rate in growth.items()
+                Point(rate, (("metric", _prometheus_name(name)),)) for name, rate in growth.items()
             )))
         caches = self.caches()
         if caches:
