@@ -28,7 +28,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from memwarden.exporters import MonitorReadings  # noqa: E402
+from memwarden.exporters import GcPauseHistogram, MonitorReadings  # noqa: E402
 from memwarden.exporters.prometheus import (  # noqa: E402
     MemwardenCollector,
     make_asgi_app,
@@ -185,20 +185,33 @@ def test_watched_caches_are_counted() -> None:
 
 
 def test_gc_pauses_fill_the_histogram() -> None:
-    """Collections are counted into cumulative buckets; +Inf equals the count."""
-    readings = MonitorReadings(None)
+    """Collections are counted into cumulative buckets; +Inf equals the count; uninstall removes the callback."""
+    hist = GcPauseHistogram().install()
     try:
-        assert readings.gc_pauses is not None
-        before = readings.gc_pauses.read().count
+        assert hist.installed
         for _ in range(5):
             gc.collect()
-        hist = readings.gc_pauses.read()
+        point = hist.read()
     finally:
-        readings.close()
-    assert hist.count >= before + 5
-    counts = [c for _, c in hist.buckets]
-    assert counts == sorted(counts) and counts[-1] == hist.count and hist.sum > 0
-    assert readings.gc_pauses is not None and not readings.gc_pauses.installed
+        hist.uninstall()
+    assert point.count >= 5
+    counts = [c for _, c in point.buckets]
+    assert counts == sorted(counts) and counts[-1] == point.count and point.sum > 0
+    assert [b for b, _ in point.buckets][-1] == float("inf")
+    assert not hist.installed
+
+
+def test_every_collector_shares_one_gc_callback() -> None:
+    """However many collectors are made, memwarden adds one gc callback, and its pauses reach the exposition."""
+    before = len(gc.callbacks)
+    collectors = [MemwardenCollector() for _ in range(5)]
+    assert len(gc.callbacks) <= before + 1
+    gc.collect()
+    with running_monitor(ticks=2) as mon:
+        fams = families(make_registry(mon))
+    count = [s.value for s in fams["memwarden_gc_pause_seconds"].samples if s.name.endswith("_count")]
+    assert count and count[0] >= 1
+    assert all(c.readings.gc_pauses is collectors[0].readings.gc_pauses for c in collectors)
 
 
 def test_no_monitor_means_no_samples_and_nothing_registered_at_import() -> None:

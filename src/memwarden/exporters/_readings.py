@@ -188,6 +188,10 @@ def _derived_family(key: str, points: tuple[Point, ...] = (), histogram: Histogr
     return Family(d.key, d.prometheus_name, d.otel_name, d.unit, d.kind, d.help, points, histogram, d.labels)
 
 
+_SHARED_LOCK = threading.Lock()
+_SHARED: list[GcPauseHistogram] = []
+
+
 class GcPauseHistogram:
     """Counts every garbage-collection pause into fixed buckets, through ``gc.callbacks``.
 
@@ -243,6 +247,15 @@ class GcPauseHistogram:
         self._counts[i] += 1
         self._sum[0] += duration
 
+    @classmethod
+    def shared(cls) -> GcPauseHistogram:
+        """The process's one installed histogram, which every :class:`MonitorReadings` shares
+        (one ``gc.callbacks`` entry however many collectors are made)."""
+        with _SHARED_LOCK:
+            if not _SHARED:
+                _SHARED.append(cls())
+            return _SHARED[0].install()
+
     def read(self) -> HistogramPoint:
         """The cumulative buckets, count and sum of the pauses counted in this process."""
         if os.getpid() != self._pid:  # forked: the parent's pauses are not this process's
@@ -269,7 +282,7 @@ class MonitorReadings:
     ``verdict_ttl_s``: how long a verdict (and the growth rates) is reused before the next
     diagnosis. ``growth_window_s``: the recent span the growth rates are fitted on (at most
     ``max_growth_points`` samples of it). ``gc_histogram``: count GC pauses into a histogram
-    (one ``gc.callbacks`` entry, installed here, removed by :meth:`close`). ``caches_census``:
+    (one ``gc.callbacks`` entry shared by every readings object, removed by :meth:`close`). ``caches_census``:
     find the caches (``functools.lru_cache``, cachetools, :func:`memwarden.watch`) once per TTL
     for ``memwarden_cache_entries`` (a walk of the heap, a few milliseconds per 100,000 objects).
     """
@@ -300,12 +313,12 @@ class MonitorReadings:
         self._action_cursor: tuple[float, int] = (-math.inf, 0)
         self._actions: dict[str, int] = {}
         self._freed: dict[str, float] = {}
-        self.gc_pauses = GcPauseHistogram().install() if gc_histogram else None
+        self.gc_pauses = GcPauseHistogram.shared() if gc_histogram else None
         self.diagnoses = 0
         """How many times the diagnosis ran (the TTL keeps it low; tests read it)."""
 
     def close(self) -> None:
-        """Remove the GC pause callback."""
+        """Stop counting GC pauses (the shared histogram's callback is removed; the next readings put it back)."""
         if self.gc_pauses is not None:
             self.gc_pauses.uninstall()
 
