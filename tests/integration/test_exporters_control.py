@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
@@ -69,6 +70,8 @@ def service(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         proc.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
+        with contextlib.suppress(FileNotFoundError):
+            control_path(proc.pid).unlink()  # killed: its socket stays behind
 
 
 def test_socket_mode_is_0600_in_a_private_directory(monitor: memwarden.Monitor) -> None:
@@ -194,3 +197,53 @@ def test_top_shows_the_layers_and_updates(service: tuple[int, Path], by: str) ->
     assert len(counts) >= 3 and counts[-1] > counts[0], counts
     rss = re.findall(r"rss_bytes\s*│\s*([\d.]+ [KMG]iB)", plain)
     assert len(set(rss)) >= 2, rss  # the service grows, and top shows it
+
+
+FORKING = """
+    import os, sys, time
+    import memwarden
+    from memwarden.exporters.control import serve_control
+
+    memwarden.start(interval=0.1, investigate=False)
+    serve_control()
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    print(os.getpid(), child, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_forked_child_serves_its_own_socket(tmp_path: Path) -> None:
+    """After fork() the parent's socket still answers for the parent, and the child serves its own pid."""
+    script = tmp_path / "forking.py"
+    script.write_text(textwrap.dedent(FORKING))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    child = 0
+    try:
+        assert proc.stdout is not None
+        parent, child = (int(x) for x in proc.stdout.readline().split())
+        deadline = time.monotonic() + 30
+        while not control_path(child).exists():
+            assert time.monotonic() < deadline, "the child opened no control socket"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert query(parent)["pid"] == parent
+        first = query(child)
+        assert first["pid"] == child and first["running"] is True
+        time.sleep(0.5)
+        assert query(child)["ticks"] > first["ticks"]  # the child's own monitor samples
+        assert query(parent)["pid"] == parent  # and the parent's socket is still the parent's
+    finally:
+        if child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        proc.kill()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        for pid in (proc.pid, child):
+            with contextlib.suppress(FileNotFoundError):
+                control_path(pid).unlink()

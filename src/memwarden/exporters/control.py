@@ -17,6 +17,7 @@ the same views as the HTTP endpoint, with the same bounds (a census at most once
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -194,10 +195,16 @@ class ControlSocket:
         self._sock, self._thread = None, None
         if old is not None:
             with contextlib.suppress(OSError):
-                old.detach()  # the parent's socket: neither close nor unlink its path
+                old.close()  # our copy of the parent's socket; its path stays (never unlinked here)
             if self._explicit_path is None:
                 with contextlib.suppress(Exception):
                     self.start()
+
+
+def _at_exit() -> None:
+    for cs in list(_serving):
+        if cs._sock is not None and getattr(cs, "_pid", None) == os.getpid():
+            cs.close()
 
 
 def _in_child() -> None:
@@ -210,6 +217,7 @@ def _hook_fork() -> None:
         if not _fork_hooked:
             _fork_hooked.append(True)
             os.register_at_fork(after_in_child=_in_child)
+            atexit.register(_at_exit)  # a normal exit removes the socket; after a kill the next start replaces it
 
 
 def serve_control(monitor: Monitor | None = None, **options: Any) -> ControlSocket:
