@@ -149,11 +149,31 @@ def test_status_of_a_running_service_by_pid(service: tuple[int, Path], tmp_path:
     assert data["pid"] == pid and data["metrics"]["process.rss_bytes"] > 0 and data["verdict"]["verdict"]
 
 
-def test_status_of_a_pid_without_a_socket_is_a_clear_error(tmp_path: Path) -> None:
-    """A pid that serves no control socket: exit 2 and one line that says what to call."""
-    out = run_memwarden(["status", "999999999"], tmp_path, timeout=60)
+def test_status_of_a_timeline_file(service: tuple[int, Path], tmp_path: Path) -> None:
+    """`memwarden status DB` reads the service's timeline file while it is written."""
+    pid, db = service
+    out = run_memwarden(["status", str(db), "--json"], tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    data = json.loads(out.stdout)
+    assert data["pid"] in (None, pid)  # a timeline records its pid when a forked child writes it
+    assert data["samples"] >= 3 and data["metrics"]["process.rss_bytes"] > 0 and data["verdict"]["verdict"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["status", "999999999"], "serve_control"),
+        (["top", "no-such-file.db"], "neither a pid nor a timeline file"),
+        (["top", "1", "--interval", "0"], "--interval must be a positive"),
+    ],
+)
+def test_bad_targets_are_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    """A pid without a socket, a missing file or a bad interval: exit 2 and one line that says why."""
+    out = run_memwarden(args, tmp_path, timeout=60)
     assert out.returncode == 2
-    assert "serve_control" in out.stderr and out.stderr.count("\n") == 1
+    assert message in out.stderr and out.stderr.count("\n") == 1
 
 
 def _drive_in_pty(args: list[str], seconds: float) -> str:
