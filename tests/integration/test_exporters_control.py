@@ -267,3 +267,13 @@ def test_a_forked_child_serves_its_own_socket(tmp_path: Path) -> None:
         for pid in (proc.pid, child):
             with contextlib.suppress(FileNotFoundError):
                 control_path(pid).unlink()
+
+
+def test_a_census_through_the_socket_is_rate_limited(monitor: memwarden.Monitor) -> None:
+    """The socket's census has the endpoint's bound: the second one within the interval is refused."""
+    with ControlSocket(monitor, costly_min_interval_s=60) as cs:
+        first = query(cs.path, "census")
+        assert first["census"]["types"] and "caches" in first
+        with pytest.raises(ControlError, match="one per 60 s"):
+            query(cs.path, "census")
+        assert query(cs.path, "readings")["running"] is True  # the cheap views are not limited

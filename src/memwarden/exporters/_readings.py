@@ -316,6 +316,8 @@ class MonitorReadings:
         self.gc_pauses = GcPauseHistogram.shared() if gc_histogram else None
         self.diagnoses = 0
         """How many times the diagnosis ran (the TTL keeps it low; tests read it)."""
+        self.errors: list[str] = []
+        """The last errors a refresh caught (at most 10), for whoever debugs a missing verdict."""
 
     def close(self) -> None:
         """Stop counting GC pauses (the shared histogram's callback is removed; the next readings put it back)."""
@@ -383,7 +385,11 @@ class MonitorReadings:
             if id(mon) == self._cached_for and now - self._cached_at < self.verdict_ttl_s:
                 return
             self._cached_for, self._cached_at = id(mon), now
-            self._verdict = mon.verdict if mon.verdict is not None else mon.diagnose()
+            try:
+                self._verdict = mon.verdict if mon.verdict is not None else mon.diagnose()
+            except Exception as exc:  # a scrape must never fail: keep the last verdict, say why once
+                self.errors.append(f"diagnosis failed: {exc!r}")
+                del self.errors[:-10]
             self.diagnoses += 1
             self._growth = _growth_rates(mon.sampler.samples(), self.growth_window_s, self.max_growth_points)
             if self.caches_census:
