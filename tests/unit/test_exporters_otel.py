@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -92,14 +94,53 @@ def test_no_monitor_observes_nothing() -> None:
     assert points == []
 
 
-def test_otlp_without_the_exporter_package_names_the_install() -> None:
-    """otlp_meter_provider explains what to install when the OTLP exporter is missing."""
-    try:
-        import opentelemetry.exporter.otlp.proto.grpc  # noqa: F401
-    except ImportError:
-        from memwarden.exporters.otel import otlp_meter_provider
+def test_readings_pushed_over_otlp_http_to_a_loopback_collector(collected: tuple[memwarden.Monitor, Any]) -> None:
+    """otlp_meter_provider pushes the readings as OTLP/HTTP protobuf; a loopback receiver decodes them."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http",
+                        reason="pip install opentelemetry-exporter-otlp-proto-http")
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-        with pytest.raises(memwarden.UsageError, match="opentelemetry-exporter-otlp"):
-            otlp_meter_provider("http://127.0.0.1:4317")
-    else:
-        pytest.skip("the OTLP exporter is installed here: nothing to explain")
+    from memwarden.exporters.otel import otlp_meter_provider
+
+    mon, _ = collected
+    bodies: list[tuple[str, bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    provider = otlp_meter_provider(f"http://127.0.0.1:{server.server_port}/v1/metrics", interval_s=3600)
+    try:
+        instrument(mon, meter_provider=provider)
+        assert provider.force_flush(timeout_millis=20_000)
+    finally:
+        provider.shutdown()
+        server.shutdown()
+        server.server_close()
+    assert bodies and bodies[0][0] == "/v1/metrics"
+    request = ExportMetricsServiceRequest()
+    request.ParseFromString(bodies[0][1])
+    metrics = {m.name: m for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    rss = metrics["process.memory.usage"]
+    assert rss.unit == "By"
+    assert [p.as_double for p in rss.gauge.data_points] == [mon.sampler.latest("process").rss_bytes]  # type: ignore[union-attr]
+    assert metrics["memwarden.objects.gc_collections_gen0"].sum.is_monotonic
+
+
+def test_otlp_with_a_bad_protocol_or_interval_is_refused() -> None:
+    """A protocol other than http/protobuf or grpc, or a non-positive interval, is a UsageError."""
+    from memwarden.exporters.otel import otlp_meter_provider
+
+    with pytest.raises(memwarden.UsageError, match="protocol"):
+        otlp_meter_provider("http://127.0.0.1:4318", protocol="http/json")
+    with pytest.raises(memwarden.UsageError, match="interval_s"):
+        otlp_meter_provider("http://127.0.0.1:4318", interval_s=0)

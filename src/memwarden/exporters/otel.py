@@ -10,12 +10,12 @@ otherwise; units are UCUM (``By``, ``s``, ``1``)::
     instrument()                     # on the global MeterProvider, reading memwarden.start()'s monitor
 
     from memwarden.exporters.otel import otlp_meter_provider
-    provider = otlp_meter_provider("http://collector:4317", interval_s=30)   # needs the OTLP exporter
+    provider = otlp_meter_provider("http://collector:4318/v1/metrics", interval_s=30)   # OTLP/HTTP
     instrument(meter_provider=provider)
 
 ``pip install 'memwarden[otel]'`` (the API and SDK; the OTLP exporter is
-``opentelemetry-exporter-otlp``). The GC pause histogram is Prometheus-only: OpenTelemetry has
-no observable histogram; the pause totals are there as counters.
+``opentelemetry-exporter-otlp-proto-http``, or ``-grpc``). The GC pause histogram is
+Prometheus-only: OpenTelemetry has no observable histogram; the pause totals are there as counters.
 """
 
 from __future__ import annotations
@@ -111,20 +111,33 @@ def instrument(
     )
 
 
-def otlp_meter_provider(endpoint: str | None = None, *, interval_s: float = 30.0, insecure: bool = True) -> Any:
-    """A ``MeterProvider`` that pushes to an OTLP/gRPC endpoint every ``interval_s`` seconds.
+def otlp_meter_provider(
+    endpoint: str | None = None, *, interval_s: float = 30.0, protocol: str = "http/protobuf"
+) -> Any:
+    """A ``MeterProvider`` that pushes to an OTLP endpoint (an OpenTelemetry Collector) every ``interval_s``.
 
-    Needs ``opentelemetry-exporter-otlp-proto-grpc`` (``pip install opentelemetry-exporter-otlp``).
-    ``endpoint=None`` follows ``OTEL_EXPORTER_OTLP_ENDPOINT``.
+    ``protocol="http/protobuf"`` (the OpenTelemetry default; ``endpoint`` like
+    ``http://collector:4318/v1/metrics``) needs ``opentelemetry-exporter-otlp-proto-http``;
+    ``"grpc"`` (``http://collector:4317``) needs ``opentelemetry-exporter-otlp-proto-grpc``.
+    ``endpoint=None`` follows ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``.
     """
+    if protocol not in ("http/protobuf", "grpc"):
+        raise UsageError(f"protocol must be 'http/protobuf' or 'grpc', not {protocol!r}")
+    if not interval_s > 0:
+        raise UsageError(f"interval_s must be a positive number of seconds, not {interval_s}")
     try:
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter,
+            )
     except ImportError as exc:
-        raise UsageError(
-            "pushing to an OTLP endpoint needs the OTLP exporter: pip install opentelemetry-exporter-otlp"
-        ) from exc
-    exporter = OTLPMetricExporter(endpoint=endpoint, insecure=insecure)
+        package = "opentelemetry-exporter-otlp-proto-" + ("grpc" if protocol == "grpc" else "http")
+        raise UsageError(f"pushing to an OTLP endpoint needs the OTLP exporter: pip install {package}") from exc
+    exporter = OTLPMetricExporter(endpoint=endpoint)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=interval_s * 1000)
     return MeterProvider(metric_readers=[reader])
