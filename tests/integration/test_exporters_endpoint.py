@@ -191,3 +191,36 @@ def test_a_census_meanwhile_a_window_is_busy(monitor: memwarden.Monitor) -> None
     w_status, w_body, _ = out["w"]
     assert w_status == 200 and w_body["seconds"] == 1.0  # capped at window_max_s
     assert isinstance(w_body["sites"], list)
+
+
+def test_recipe_starlette_mount_under_uvicorn(monitor: memwarden.Monitor) -> None:
+    """The FastAPI/Starlette recipe: app.mount("/memwarden", endpoint.asgi()) answers its routes."""
+    pytest.importorskip("starlette", reason="pip install starlette (dev extra)")
+    pytest.importorskip("uvicorn", reason="pip install uvicorn (dev extra)")
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    async def home(_: Any) -> PlainTextResponse:
+        return PlainTextResponse("the service")
+
+    app = Starlette(routes=[Route("/", home), Mount("/memwarden", app=Endpoint(monitor).asgi())])
+    with serve_asgi(app) as base:
+        status, body, _ = request(base, "/memwarden/verdict")
+        assert status == 200 and body["schema"] == "memwarden.verdict/1"
+        status, body, _ = request(base, "/memwarden/timeline?last=2")
+        assert status == 200 and len(body["samples"]) == 2
+
+
+def test_recipe_flask_dispatcher(monitor: memwarden.Monitor) -> None:
+    """The Flask recipe: DispatcherMiddleware(app.wsgi_app, {"/memwarden": endpoint.wsgi()}) answers its routes."""
+    flask = pytest.importorskip("flask", reason="pip install flask (dev extra)")
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    app = flask.Flask("service")
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/memwarden": Endpoint(monitor).wsgi()})  # type: ignore[method-assign]
+    with serve_wsgi(app) as base:
+        status, body, _ = request(base, "/memwarden/readings")
+        assert status == 200 and body["metrics"]["gpu.allocated_bytes"] == 96 << 20
+        status, body, _ = request(base, "/memwarden/readings", source="127.0.0.2")
+        assert status == 200  # loopback by default: all of 127.0.0.0/8
