@@ -114,7 +114,11 @@ def test_workers_metrics_are_aggregated_and_dead_workers_dropped(tmp_path: Path)
             except OSError:
                 continue
         assert gone, f"worker {victim} is still in the gauges after it died"
-    finally:
+    except BaseException:
         server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
+        print(server.communicate(timeout=60)[0])  # gunicorn's log, for the failure report
+        raise
+    server.send_signal(signal.SIGTERM)
+    output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
+

@@ -188,6 +188,41 @@ def _derived_family(key: str, points: tuple[Point, ...] = (), histogram: Histogr
     return Family(d.key, d.prometheus_name, d.otel_name, d.unit, d.kind, d.help, points, histogram, d.labels)
 
 
+class ForkSafeLock:
+    """A lock that a forked child gets fresh.
+
+    A child inherits every lock in the state it had at ``fork()``: one held by another thread
+    of the parent (a scrape, a tick) would never be released there, and the child's first tick
+    (the sampler takes it in the thread that forked) would hang on it.
+    """
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _current(self) -> threading.Lock:
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
+        return self._lock
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return self._current().acquire(blocking)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._current().locked()
+
+    def __enter__(self) -> ForkSafeLock:
+        self._current().acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 _SHARED_LOCK = threading.Lock()
 _SHARED: list[GcPauseHistogram] = []
 
@@ -203,7 +238,7 @@ class GcPauseHistogram:
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.bounds = tuple(sorted(buckets))
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._pid = os.getpid()
         self.reset()
 
@@ -305,7 +340,7 @@ class MonitorReadings:
         self.growth_window_s = growth_window_s
         self.max_growth_points = max_growth_points
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._cached_at = -math.inf
         self._verdict: Verdict | None = None
         self._growth: dict[str, float] = {}

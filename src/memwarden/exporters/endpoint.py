@@ -39,7 +39,6 @@ import ipaddress
 import json
 import math
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -47,7 +46,7 @@ from urllib.parse import parse_qs
 
 from ..exceptions import UsageError
 from ..probes import to_jsonable
-from ._readings import MonitorReadings
+from ._readings import ForkSafeLock, MonitorReadings
 
 if TYPE_CHECKING:
     from .._monitor import Monitor
@@ -90,9 +89,9 @@ class _CostlyGate:
     def __init__(self, min_interval_s: float, clock: Callable[[], float]) -> None:
         self.min_interval_s = min_interval_s
         self._clock = clock
-        self._running = threading.Lock()
+        self._running = ForkSafeLock()
         self._last: dict[str, float] = {}
-        self._guard = threading.Lock()
+        self._guard = ForkSafeLock()
 
     def enter(self, kind: str) -> Response | None:
         """``None`` when the call may run (then :meth:`leave` must follow), else the 429 to answer."""

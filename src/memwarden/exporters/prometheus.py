@@ -20,14 +20,17 @@ aggregate through ``prometheus_client.multiprocess.MultiProcessCollector``; see 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import UsageError
-from ._readings import Family, MonitorReadings
+from ._readings import Family, ForkSafeLock, MonitorReadings
 
 if TYPE_CHECKING:
     from .._monitor import Monitor
@@ -132,12 +135,35 @@ def make_registry(monitor: Monitor | None = None, *, multiprocess: bool | None =
     if multiprocess:
         if multiprocess_dir() is None:
             raise UsageError("multiprocess mode needs PROMETHEUS_MULTIPROC_DIR set to a writable directory")
-        from prometheus_client import multiprocess as mp
-
-        mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(_multiprocess_collector())
     else:
         registry.register(MemwardenCollector(monitor))
     return registry
+
+
+def _multiprocess_collector() -> Any:
+    """client_python's ``MultiProcessCollector``, retrying a merge that met a file still being created.
+
+    A worker's first write creates its file; a scrape that reads it in that instant gets
+    ``struct.error`` from client_python (a 500 in our gunicorn test, one scrape in a few dozen
+    at start-up). The merge is tried again, up to three times.
+    """
+    import struct
+
+    from prometheus_client import multiprocess as mp
+
+    class RetryingMultiProcessCollector(mp.MultiProcessCollector):
+        def collect(self) -> Any:
+            for attempt in range(3):
+                try:
+                    return super().collect()  # type: ignore[no-untyped-call]
+                except (struct.error, ValueError):
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.01)
+            return []  # pragma: no cover - the loop returns or raises
+
+    return RetryingMultiProcessCollector(None, path=multiprocess_dir())  # type: ignore[no-untyped-call]
 
 
 def make_asgi_app(monitor: Monitor | None = None, *, registry: Any = None) -> Callable[..., Any]:
@@ -167,10 +193,11 @@ class MultiprocessWriter:
             raise UsageError("MultiprocessWriter needs PROMETHEUS_MULTIPROC_DIR set to a writable directory")
         _client()
         self.readings = readings if readings is not None else MonitorReadings(monitor, gc_histogram=False)
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._metrics: dict[str, Any] = {}
         self._last: dict[tuple[str, tuple[str, ...]], float] = {}
         self._pid = os.getpid()
+        _hold_at_fork(self)
 
     def __call__(self, tick: Tick) -> None:
         self.write()
@@ -213,6 +240,35 @@ class MultiprocessWriter:
             )
         self._metrics[fam.prometheus_name] = made
         return made
+
+
+_writers: weakref.WeakSet[MultiprocessWriter] = weakref.WeakSet()
+_fork_hooked: list[bool] = []
+_fork_hook_lock = threading.Lock()
+
+
+def _hold_at_fork(writer: MultiprocessWriter) -> None:
+    """Make ``fork()`` wait for a write in flight, so no thread of ours is inside client_python then.
+
+    client_python's multiprocess values share one plain lock; a child forked while our sampler
+    thread held it would hang at its first write (a gunicorn worker that never boots).
+    """
+    with _fork_hook_lock:
+        _writers.add(writer)
+        if not _fork_hooked:
+            _fork_hooked.append(True)
+            os.register_at_fork(before=_hold_writers, after_in_parent=_release_writers)
+
+
+def _hold_writers() -> None:
+    for w in list(_writers):
+        w._lock.acquire()
+
+
+def _release_writers() -> None:
+    for w in list(_writers):
+        with contextlib.suppress(RuntimeError):
+            w._lock.release()
 
 
 def install_multiprocess(monitor: Monitor | None = None) -> MultiprocessWriter:
