@@ -398,11 +398,18 @@ def test_live_process_rss_grows_with_touched_memory() -> None:
     assert isinstance(before, ProcessReading)
     assert before.rss_bytes is not None
     assert before.rss_bytes > 0
-    buffer = bytearray(b"\x01") * (50 * 1000 * 1000)
+    # fresh anonymous pages, written one by one: malloc could hand back memory an earlier test
+    # freed that is still resident, and then RSS would not move
+    import mmap
+
+    size = 50 * 1000 * 1000
+    buffer = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        buffer[offset] = 1
     after = probe.read()
     assert after.rss_bytes is not None
     assert after.rss_bytes - before.rss_bytes > 40 * 1000 * 1000
-    del buffer
+    buffer.close()
 
 
 def test_live_cgroup_reading_is_consistent() -> None:

@@ -21,6 +21,8 @@ from typing import NoReturn
 from .._version import __version__
 from ..exceptions import MemwardenError, ProgramNotFound, UsageError
 from . import baseline, diagnose, report, run, snapshot
+from . import status as status_cmd
+from . import top as top_cmd
 
 EXIT_USAGE = 2
 EXIT_LEAK = 3
@@ -31,6 +33,8 @@ _COMMANDS = {
     "report": report,
     "diagnose": diagnose,
     "baseline": baseline,
+    "status": status_cmd,
+    "top": top_cmd,
 }
 
 
