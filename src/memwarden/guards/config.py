@@ -41,12 +41,10 @@ def parse_budget(text: str, **options: Any) -> Budget:
     """``"512MiB"`` -> absolute; ``"0.7"`` or ``"70%"`` -> a fraction of the container limit."""
     raw = text.strip()
     try:
-        if raw.endswith("%"):
-            return Budget(fraction=float(raw[:-1]) / 100, **options)
-        number = float(raw)
+        number = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
         return Budget(limit_bytes=parse_size(raw), **options)
-    if "." in raw or number <= 1:
+    if raw.endswith("%") or "." in raw or number <= 1:
         return Budget(fraction=number, **options)
     return Budget(limit_bytes=int(number), **options)
 

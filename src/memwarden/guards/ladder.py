@@ -5,7 +5,7 @@
 | `alert`     | logs a warning and records an event; frees nothing                  |
 | `collect`   | ``gc.collect()``                                                    |
 | `trim`      | glibc ``malloc_trim(0)``                                            |
-| `caches`    | shrinks the registered caches (:class:`CacheShrinker`)              |
+| `caches`    | shrinks the registered caches (:class:`CacheShrinker`), trims again  |
 | `gpu`       | PyTorch's GPU cache release (:class:`~memwarden.EmptyCachePolicy`)  |
 | `recycle`   | the graceful recycle (given by the integration: gunicorn, ASGI)     |
 
@@ -60,7 +60,8 @@ class CacheShrinker:
     - anything with ``shrink(fraction)`` (memwarden's bounded stores): asked to shrink;
     - a callable: called with the fraction (your own hook).
 
-    Held weakly where the object allows, so registering never keeps a cache alive.
+    Caches are held weakly where the object allows, so registering never keeps one alive;
+    callbacks are held.
     """
 
     def __init__(self, fraction: float = 0.5) -> None:
@@ -79,7 +80,10 @@ class CacheShrinker:
         ):
             raise UsageError(f"cannot shrink a {type(obj).__name__}: give a cache or a callable")
         label = name or getattr(obj, "__qualname__", None) or type(obj).__name__
+        is_cache = any(callable(getattr(obj, a, None)) for a in ("cache_clear", "shrink", "popitem"))
         try:
+            if not is_cache:
+                raise TypeError  # a callback is held: a bound method's weak reference dies at once
             ref: Callable[[], Any] = weakref.ref(obj)
         except TypeError:
             ref = lambda: obj  # noqa: E731  # plain dicts cannot be weakly referenced
@@ -186,7 +190,16 @@ class Ladder:
         if name == "caches":
             if not len(self.caches):
                 return None
-            return _timed("shrink_caches", ctx, self.read, lambda: {"caches": self.caches.shrink()})
+            def shrink() -> dict[str, Any]:
+                done: dict[str, Any] = {"caches": self.caches.shrink()}
+                # what the caches held goes back to glibc's free lists, not the OS: trim again
+                try:
+                    done["trimmed_bytes"] = trim_malloc(ctx.reason).freed_bytes
+                except ProbeUnavailable as exc:
+                    done["trim_unavailable"] = exc.reason
+                return done
+
+            return _timed("shrink_caches", ctx, self.read, shrink)
         if name == "gpu":
             if self.gpu_policy is None:
                 return None
