@@ -157,8 +157,7 @@ class MemoryGuardMiddleware:
             now = loop.time()
             # every connection used lately gets one answer with Connection: close before the
             # server closes it, so no client sends a request into a closing socket
-            busy = {c for c, _ in self._open}  # uvicorn closes these after their response itself
-            self._told = {c for c, seen in self._conns.items() if now - seen < self.keepalive_s} - busy
+            self._told = {c for c, seen in self._conns.items() if now - seen < self.keepalive_s}
             self._signal_handle = loop.call_later(self.linger_s, self._signal)
             loop.call_later(max(drain_s * self.stream_close_at, self.linger_s), self._close_streams)
             self._maybe_signal()
@@ -201,6 +200,8 @@ class MemoryGuardMiddleware:
                 message = await receive()
                 if message.get("type") == "lifespan.startup":
                     self._ensure_guard()
+                elif message.get("type") == "lifespan.shutdown" and self.guard is not None:
+                    self.guard.drain_ended()  # the server has closed its connections by now
                 return message
 
             await self.app(scope, lifespan_receive, send)
@@ -214,7 +215,7 @@ class MemoryGuardMiddleware:
             await self.app(scope, receive, send)
 
     async def _http(self, guard: WorkerGuard, scope: Scope, receive: Receive, send: Send) -> None:
-        state = {"started": False, "done": False}
+        state = {"started": False, "done": False, "closes": False}
         conn = scope.get("client")
         key = (conn, id(state))
         loop = self._loop
@@ -234,6 +235,7 @@ class MemoryGuardMiddleware:
                     headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
                     headers.append((b"connection", b"close"))
                     message = {**message, "headers": headers}
+                    state["closes"] = True
                 state["started"] = True
             elif mtype == "http.response.body":
                 if self.closing_streams and state["started"]:
@@ -253,7 +255,7 @@ class MemoryGuardMiddleware:
         finally:
             self.in_flight -= 1
             self._open.discard(key)
-            if guard.draining and self._told is not None:
+            if state["closes"] and self._told is not None:
                 self._told.discard(conn)
                 self._maybe_signal()
 
