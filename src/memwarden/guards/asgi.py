@@ -121,6 +121,7 @@ class MemoryGuardMiddleware:
         self._open: set[tuple[Any, int]] = set()
         self._told: set[Any] | None = None
         self._signalled = False
+        self._stopped_accepting = False
         self._signal_handle: asyncio.TimerHandle | None = None
 
     # -- the guard, made in the worker ----------------------------------------------------
@@ -140,7 +141,7 @@ class MemoryGuardMiddleware:
                 cfg = self.config
                 self.guard = WorkerGuard(
                     cfg.budget, recycle=self.recycle, steps=cfg.steps, drain_s=cfg.drain_s,
-                    state_dir=cfg.guard_dir,
+                    state_dir=cfg.guard_dir, blocking_wait=False,
                 )
         return self.guard
 
@@ -153,7 +154,7 @@ class MemoryGuardMiddleware:
         drain_s = self.guard.drain_s if self.guard is not None else self.config.drain_s
 
         def arm() -> None:
-            self._stop_accepting(loop)
+            self._stop_accepting_once()
             now = loop.time()
             # every connection used lately gets one answer with Connection: close before the
             # server closes it, so no client sends a request into a closing socket
@@ -163,6 +164,11 @@ class MemoryGuardMiddleware:
             self._maybe_signal()
 
         loop.call_soon_threadsafe(arm)
+
+    def _stop_accepting_once(self) -> None:
+        if not self._stopped_accepting and self._loop is not None:
+            self._stopped_accepting = True
+            self._stop_accepting(self._loop)
 
     def _stop_accepting(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stop taking new connections now (the other workers take them), before the linger.
@@ -230,7 +236,12 @@ class MemoryGuardMiddleware:
                 raise _StreamClosed()
             mtype = message.get("type")
             if mtype == "http.response.start":
-                guard.check()
+                if guard.check() == "waiting":
+                    # another worker drains: this one is next. Take no new connections, and hold
+                    # this response (the loop keeps running) until our turn comes.
+                    self._stop_accepting_once()
+                    while guard.check() == "waiting":
+                        await asyncio.sleep(0.02)
                 if guard.draining:
                     headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
                     headers.append((b"connection", b"close"))

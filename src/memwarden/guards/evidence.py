@@ -33,7 +33,11 @@ def collect_evidence(
     actions: Sequence[ActionResult] = (),
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The evidence as a JSON-ready dict: the verdict (with sites and holders) when a monitor runs."""
+    """The evidence as a JSON-ready dict: the verdict (with sites and holders) when a monitor runs.
+
+    It walks no heap of its own (no ``gc.get_objects()``): a worker at its limit must not need
+    a list of every object to say goodbye; the monitor's verdict already carries the evidence.
+    """
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "pid": os.getpid(),
@@ -51,15 +55,6 @@ def collect_evidence(
             doc["verdict_error"] = f"{type(exc).__name__}: {exc}"
     else:
         doc["note"] = "no memwarden monitor ran in this worker: start one (memwarden.start()) for a verdict"
-    try:
-        from ..attribution import find_caches
-
-        doc["caches"] = [
-            {"name": c.name, "kind": c.kind, "maxsize": c.maxsize, "currsize": c.currsize}
-            for c in find_caches()[:50]
-        ]
-    except Exception as exc:
-        doc["caches_error"] = f"{type(exc).__name__}: {exc}"
     if extra:
         doc.update(extra)
     return doc

@@ -103,7 +103,7 @@ def pre_fork(server: Any, worker: Any) -> None:
         gc.freeze()
 
 
-def _make_guard(worker: Any, recycle: Callable[[str], None]) -> WorkerGuard:
+def _make_guard(worker: Any, recycle: Callable[[str], None], *, blocking_wait: bool = True) -> WorkerGuard:
     cfg = _config()
     monitor = None
     if cfg.monitor:
@@ -114,6 +114,7 @@ def _make_guard(worker: Any, recycle: Callable[[str], None]) -> WorkerGuard:
     guard = WorkerGuard(
         cfg.budget, recycle=recycle, heartbeat=worker.notify, steps=cfg.steps, drain_s=cfg.drain_s,
         state_dir=_state_dir(), monitor=monitor, heartbeat_every_s=max(0.2, min(timeout / 4, 5.0)),
+        blocking_wait=blocking_wait,
     )
     if monitor is not None:
         monitor.add_observer(guard)  # a second chance between requests, on the monitor's tick
@@ -133,7 +134,7 @@ def post_worker_init(worker: Any) -> None:
     from .asgi import MemoryGuardMiddleware
 
     def factory(recycle: Callable[[str], None]) -> WorkerGuard:
-        _S.guard = _make_guard(worker, recycle)
+        _S.guard = _make_guard(worker, recycle, blocking_wait=False)  # never block the event loop
         return _S.guard
 
     cfg = _config()

@@ -107,7 +107,8 @@ class WorkerGuard:
     the ``caches`` step shrinks; ``gpu_policy`` the GPU step's policy; ``monitor`` a running
     :class:`~memwarden.Monitor` whose verdict becomes the evidence and whose timeline records each
     action. ``lock_wait_s`` is how long a worker over its hard limit waits (blocked, heartbeating)
-    for another's recycle before it recycles anyway (logged). ``state_dir`` holds the lock, the evidence and exit files.
+    for another's recycle before it recycles anyway (logged); ``blocking_wait=False`` (event loops)
+    makes :meth:`check` answer ``"waiting"`` instead of blocking. ``state_dir`` holds the lock, the evidence and exit files.
     """
 
     def __init__(
@@ -124,6 +125,7 @@ class WorkerGuard:
         drain_s: float = 30.0,
         heartbeat_every_s: float = 1.0,
         lock_wait_s: float = 120.0,
+        blocking_wait: bool = True,
         on_deadline: Callable[[], None] | None = None,
         read: Callable[[], int] | None = None,
         resolved: ResolvedBudget | None = None,
@@ -144,6 +146,8 @@ class WorkerGuard:
         self.heartbeat_every_s = heartbeat_every_s
         self.lock_wait_s = lock_wait_s
         self.lock_poll_s = 0.02
+        self.blocking_wait = blocking_wait
+        self._waiting_since: float | None = None
         self._recycle = recycle
         self._on_deadline = on_deadline or (lambda: os._exit(EXIT_DRAIN_DEADLINE))
         self._clock = clock
@@ -226,7 +230,10 @@ class WorkerGuard:
                 return "soft"
             if self.lifetime_s() < r.min_lifetime_s:
                 return "young"
-            if not self._take_lock():
+            got = self._take_lock()
+            if got is None:
+                return "waiting"
+            if not got:
                 log.warning("memwarden: waited %.0f s for the recycle lock; recycling anyway", self.lock_wait_s)
             self.begin_recycle(f"{r.measure} {value >> 20} MiB >= budget {r.hard_bytes >> 20} MiB", value)
             return "draining"
@@ -237,22 +244,31 @@ class WorkerGuard:
             return "soft"
         return "ok"
 
-    def _take_lock(self) -> bool:
-        """Take the recycle lock, waiting (and heartbeating) while another worker drains.
+    def _take_lock(self) -> bool | None:
+        """Take the recycle lock: True when taken, False when waited ``lock_wait_s`` in vain.
 
-        The wait blocks the worker on purpose: a worker over its budget must not take more
-        requests while it waits its turn (they queue in the listen backlog, or go to the others).
+        With ``blocking_wait`` (threaded workers) the wait blocks the worker on purpose, heartbeating:
+        a worker over its budget must not take more requests while it waits its turn (they queue in
+        the listen backlog, or go to the others). Without it (an event loop, which must keep
+        running) it answers ``None`` while the other drain lasts, and the caller holds its response.
         """
         if self.lock.try_acquire():
+            self._waiting_since = None
             return True
-        log.warning("memwarden: over budget, waiting for pid %s to finish its recycle", self.lock.holder())
-        deadline = self._clock() + self.lock_wait_s
+        now = self._clock()
+        if self._waiting_since is None:
+            self._waiting_since = now
+            log.warning("memwarden: over budget, waiting for pid %s to finish its recycle", self.lock.holder())
+        if not self.blocking_wait:
+            return None if now - self._waiting_since < self.lock_wait_s else False
+        deadline = self._waiting_since + self.lock_wait_s
         while self._clock() < deadline:
             if self.heartbeat is not None:
                 with contextlib.suppress(Exception):
                     self.heartbeat()
             time.sleep(self.lock_poll_s)
             if self.lock.try_acquire():
+                self._waiting_since = None
                 return True
         return False
 
