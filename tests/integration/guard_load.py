@@ -54,6 +54,7 @@ class RssWatch:
         self.master = psutil.Process(master_pid)
         self.every_s = every_s
         self.peaks: dict[int, int] = {}
+        self.first: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -63,6 +64,7 @@ class RssWatch:
                 for child in self.master.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
                         rss = child.memory_info().rss
+                        self.first.setdefault(child.pid, rss)
                         if rss > self.peaks.get(child.pid, 0):
                             self.peaks[child.pid] = rss
             self._stop.wait(self.every_s)
@@ -88,18 +90,23 @@ class LoadResult:
         return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def run_load(port: int, n: int = 3000, concurrency: int = 8, path: str = "/leak") -> LoadResult:
-    """``n`` GETs from ``concurrency`` threads sharing one keep-alive client; every failure kept."""
+def run_load(
+    port: int, n: int = 3000, concurrency: int = 8, path: str = "/leak", leak_every: int = 1, other: str = "/pid"
+) -> LoadResult:
+    """``n`` GETs from ``concurrency`` threads sharing one keep-alive client; every failure kept.
+
+    One request in ``leak_every`` goes to ``path``, the others to ``other``.
+    """
     import httpx
 
     result = LoadResult()
     lock = threading.Lock()
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
 
-        def one(_: int) -> None:
+        def one(i: int) -> None:
             t0 = time.perf_counter()
             try:
-                r = client.get(path)
+                r = client.get(path if i % leak_every == 0 else other)
                 r.raise_for_status()
                 text = r.text
             except Exception as exc:
