@@ -363,3 +363,29 @@ def test_gc_governance_freezes_sets_thresholds_and_counts_pauses() -> None:
     data = hist.to_json()
     assert data["generations"][2]["count"] >= 3
     assert len(data["generations"][2]["counts"]) == len(data["buckets_s"]) + 1
+
+
+def test_the_guards_package_loads_its_names_lazily_and_no_server() -> None:
+    """Every name in memwarden.guards.__all__ resolves; importing the guards imports neither gunicorn nor uvicorn."""
+    code = textwrap.dedent("""
+        import sys, memwarden.guards as g
+        for name in g.__all__:
+            getattr(g, name)
+        import memwarden.guards.gunicorn, memwarden.guards.asgi
+        print(sorted(m for m in ("gunicorn", "uvicorn", "torch") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_install_chains_the_users_own_gunicorn_hooks() -> None:
+    """install(globals()) keeps a hook already in the config (it runs first) and adds memwarden's."""
+    from memwarden.guards import gunicorn as hooks
+
+    calls: list[str] = []
+    namespace: dict[str, object] = {"worker_exit": lambda server, worker: calls.append("theirs")}
+    hooks.install(namespace)
+    assert set(hooks.HOOKS) <= set(namespace)
+    namespace["worker_exit"](None, None)  # type: ignore[operator]
+    assert calls == ["theirs"]
+    assert namespace["post_request"] is hooks.post_request
