@@ -383,9 +383,17 @@ def test_install_chains_the_users_own_gunicorn_hooks() -> None:
     from memwarden.guards import gunicorn as hooks
 
     calls: list[str] = []
-    namespace: dict[str, object] = {"worker_exit": lambda server, worker: calls.append("theirs")}
+    namespace: dict[str, object] = {
+        "worker_exit": lambda server, worker: calls.append("theirs"),
+        "post_request": lambda worker, req, environ, resp: calls.append("theirs post_request"),
+        "post_worker_init": lambda worker: calls.append("theirs post_worker_init"),
+    }
     hooks.install(namespace)
     assert set(hooks.HOOKS) <= set(namespace)
     namespace["worker_exit"](None, None)  # type: ignore[operator]
     assert calls == ["theirs"]
-    assert namespace["post_request"] is hooks.post_request
+    assert namespace["pre_fork"] is hooks.pre_fork
+    gunicorn_config = pytest.importorskip("gunicorn.config")
+    cfg = gunicorn_config.Config()
+    for name in hooks.HOOKS:  # gunicorn's own validation: each hook has the arity it calls it with
+        cfg.set(name, namespace[name])

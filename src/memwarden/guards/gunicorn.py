@@ -172,17 +172,35 @@ def child_exit(server: Any, worker: Any) -> None:
         path.unlink()
 
 
+def _chain(theirs: Callable[..., Any], ours: Callable[..., Any], arity: int) -> Callable[..., Any]:
+    # gunicorn checks each hook's arity (named positional parameters), so no *args here
+    if arity == 1:
+        def one(a: Any) -> None:
+            theirs(a)
+            ours(a)
+        return one
+    if arity == 2:
+        def two(a: Any, b: Any) -> None:
+            theirs(a, b)
+            ours(a, b)
+        return two
+
+    def four(a: Any, b: Any, c: Any, d: Any) -> None:
+        theirs(a, b, c, d)
+        ours(a, b, c, d)
+    return four
+
+
+_ARITY = {"on_starting": 1, "post_worker_init": 1, "post_request": 4}
+
+
 def install(namespace: MutableMapping[str, Any]) -> None:
     """Add memwarden's hooks to a gunicorn config module's globals, after any hook already there."""
     for name in HOOKS:
         ours = globals()[name]
         theirs = namespace.get(name)
         if callable(theirs) and theirs is not ours:
-            def chained(*args: Any, _theirs: Any = theirs, _ours: Any = ours) -> None:
-                _theirs(*args)
-                _ours(*args)
-
-            namespace[name] = chained
+            namespace[name] = _chain(theirs, ours, _ARITY.get(name, 2))
         else:
             namespace[name] = ours
 
