@@ -397,3 +397,28 @@ def test_install_chains_the_users_own_gunicorn_hooks() -> None:
     cfg = gunicorn_config.Config()
     for name in hooks.HOOKS:  # gunicorn's own validation: each hook has the arity it calls it with
         cfg.set(name, namespace[name])
+
+
+def test_the_state_folder_stays_bounded(tmp_path: Path) -> None:
+    """Evidence files beyond the newest 20 are removed at each recycle; a journal over 1 MiB is rotated once."""
+    import os
+
+    from memwarden.guards import recycle as rec
+
+    for i in range(25):
+        path = tmp_path / f"evidence-{100000 + i}.json"
+        path.write_text("{}")
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    (tmp_path / "journal.jsonl").write_bytes(b"x" * (rec.JOURNAL_MAX_BYTES + 1))
+    budget = Budget(limit_bytes=100 * MiB, min_lifetime_s=0)
+    guard = WorkerGuard(budget, recycle=lambda r: None, read=Values([130 * MiB]), state_dir=tmp_path,
+                        steps=("recycle",), on_deadline=lambda: None,
+                        resolved=budget.resolve(cgroup=read_cgroup_memory(proc_root=tmp_path / "none")))
+    guard.check()
+    guard.drain_ended()
+    left = sorted(p.name for p in tmp_path.glob("evidence-*.json"))
+    assert len(left) == rec.EVIDENCE_KEEP
+    assert f"evidence-{os.getpid()}.json" in left
+    assert "evidence-100000.json" not in left
+    assert (tmp_path / "journal.jsonl.1").stat().st_size > rec.JOURNAL_MAX_BYTES
+    assert len((tmp_path / "journal.jsonl").read_text().splitlines()) == 2

@@ -44,8 +44,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("memwarden.guards")
 
 EVENT_GUARD = "guard"
+JOURNAL_MAX_BYTES = 1 << 20
+EVIDENCE_KEEP = 20
+"""The state folder keeps the newest this many evidence files (one per recycle)."""
 EXIT_DRAIN_DEADLINE = 75
 """The exit status of a worker whose drain outlived its deadline (``os._exit``)."""
+
+
+def _prune(folder: Path, pattern: str, keep: int) -> None:
+    with contextlib.suppress(OSError):
+        files = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
+        for old in files[:-keep]:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def default_state_dir() -> Path:
@@ -188,7 +199,11 @@ class WorkerGuard:
         """One line in ``journal.jsonl`` (appended whole): the recycles of every worker, in order."""
         line = json.dumps({"event": event, "pid": os.getpid(), "mono": time.monotonic(), "time": time.time(), **data})
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.state_dir / "journal.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        path = self.state_dir / "journal.jsonl"
+        with contextlib.suppress(OSError):
+            if path.stat().st_size > JOURNAL_MAX_BYTES:  # bounded: keep one previous file
+                os.replace(path, self.state_dir / "journal.jsonl.1")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, (line + "\n").encode())
         finally:
@@ -289,6 +304,7 @@ class WorkerGuard:
                 extra={"lifetime_s": self.lifetime_s(), "checks": self.checks, "peak_bytes": self.peak_bytes},
             )
             write_evidence(self.state_dir / f"evidence-{pid}.json", doc, self.monitor)
+            _prune(self.state_dir, "evidence-*.json", EVIDENCE_KEEP)
         except Exception as exc:  # evidence is best effort: the recycle must happen
             log.warning("memwarden: could not write the evidence (%s: %s)", type(exc).__name__, exc)
         exit_doc = {
