@@ -181,7 +181,8 @@ class Investigator:
             since = self._start_mono + self.config.warmup_s
             if self._last_closed_mono is not None:
                 since = max(since, self._last_closed_mono)
-            why = suspect_growth(tick.recent(), since_mono=since, min_points=self.config.min_points)
+            # the test looks at the last 30 samples after `since`: only those are copied out of the ring
+            why = suspect_growth(tick.recent(30), since_mono=since, min_points=self.config.min_points)
             if why is not None:
                 self.suspicion = why
                 with self.footprint.measure():
