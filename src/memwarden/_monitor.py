@@ -316,24 +316,30 @@ class Monitor:
 
     def _after_fork_in_child(self, parent_pid: int) -> None:
         """In a forked child: drop what belongs to the parent, then restart or stay stopped."""
-        old = self.sampler
         if self.investigator is not None:
             self.investigator.abandon_in_child()
-        if self.on_fork == "stop" or old is None:
-            # inert: the parent's sampler and timeline are not ours; stop() and diagnose() say so
-            self._forked_from = parent_pid
-            self.verdict = _forked_verdict(parent_pid)
-            return
-        if self._db_template is not None:
-            self.timeline = Timeline(_fork.pid_path(self._db_template), max_samples=self._max_samples)
-            self._owns_timeline = True
-            with contextlib.suppress(Exception):
-                self.timeline.set_meta(pid=os.getpid(), parent_pid=parent_pid, interval=self.interval)
-        else:
-            self.timeline = None
         if self._pauses is not None:
-            self._pauses._install_lock = threading.Lock()
+            self._pauses._install_lock = threading.Lock()  # the parent's thread may have held it
             self._pauses.uninstall()  # the parent's gc callback came along in the copy
+        if self.on_fork == "restart" and self.sampler is not None:
+            try:
+                self._restart_in_child(parent_pid)
+                return
+            except Exception as exc:  # a child that cannot write its file still runs, unwatched
+                _fork.errors.append(f"monitor restart in pid {os.getpid()} failed: {exc!r}")
+        # inert: the parent's sampler and timeline are not ours; stop() and diagnose() say so
+        _running.discard(self)
+        self._forked_from = parent_pid
+        self.verdict = _forked_verdict(parent_pid)
+
+    def _restart_in_child(self, parent_pid: int) -> None:
+        timeline: Timeline | None = None
+        if self._db_template is not None:
+            timeline = Timeline(_fork.pid_path(self._db_template), max_samples=self._max_samples)
+            with contextlib.suppress(Exception):
+                timeline.set_meta(pid=os.getpid(), parent_pid=parent_pid, interval=self.interval)
+        self.timeline = timeline
+        self._owns_timeline = timeline is not None
         self.sampler = None
         self._evidence = None
         self._fresh_parts()

@@ -253,3 +253,31 @@ def test_a_leak_after_a_quiet_spell_at_a_new_site_is_attributed_too(tmp_path: Pa
     assert result["verdict"] == "python_leak", result
     assert len(result["windows"]) >= 2, result
     assert {"open_session", "embed"} <= set(result["functions"]), result
+
+
+_CHILD_CANNOT_WRITE = """
+    import json, os, time
+    import memwarden
+
+    os.mkdir(str(os.getpid()))
+    mon = memwarden.Monitor(interval=0.05, db="{pid}/app.db", investigate=False).start()
+    time.sleep(0.2)
+    pid = os.fork()
+    if pid == 0:
+        # the child's file would be <child pid>/app.db, whose folder does not exist: it runs unwatched
+        v = mon.stop()
+        print(json.dumps({"verdict": v.verdict, "running": mon.running}), flush=True)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    v = mon.stop()
+    print(json.dumps({"status": status, "samples": v.samples}), flush=True)
+"""
+
+
+def test_a_child_that_cannot_open_its_timeline_runs_unwatched_and_does_not_hang(tmp_path: Path) -> None:
+    """If the restart fails in the child (no folder for its file), the monitor there is inert, not stuck."""
+    out = _run(tmp_path, _CHILD_CANNOT_WRITE)
+    assert out.returncode == 0, out.stderr
+    child, parent = (json.loads(line) for line in out.stdout.splitlines())
+    assert child == {"verdict": "inconclusive", "running": False}
+    assert parent["status"] == 0 and parent["samples"] >= 3
