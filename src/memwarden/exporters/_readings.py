@@ -19,12 +19,14 @@ import math
 import os
 import threading
 import time
+import typing
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import metrics as m
 from ..diagnosis._evidence import EVENT_CACHES
+from ..diagnosis._verdict import VerdictName
 from ..guards.actions import EVENT_ACTION
 
 if TYPE_CHECKING:
@@ -35,16 +37,7 @@ if TYPE_CHECKING:
 FamilyKind = Literal["gauge", "counter", "histogram"]
 
 #: Every verdict name, in the order of the verdict table (``memwarden_verdict{verdict=...}``).
-VERDICTS: tuple[str, ...] = (
-    "python_leak",
-    "native_leak",
-    "gpu_leak",
-    "allocator_retention",
-    "gpu_cache_retention",
-    "plateau",
-    "stable",
-    "inconclusive",
-)
+VERDICTS: tuple[str, ...] = typing.get_args(VerdictName)
 
 #: The byte gauges whose growth rate is published (``memwarden_growth_bytes_per_second{metric=...}``).
 GROWTH_METRICS: tuple[str, ...] = (
