@@ -7,7 +7,7 @@ import random
 
 from memwarden.diagnosis._classify import DiagnosisConfig, classify
 from memwarden.diagnosis._evidence import EVENT_UNAVAILABLE, Evidence, TrimEvidence, WindowEvidence
-from memwarden.diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame
+from memwarden.diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, Verdict
 from memwarden.reporters.terminal import render_verdict
 from memwarden.testing import samples_from_series
 from memwarden.timeline import Event, Sample
@@ -421,3 +421,24 @@ def test_a_working_set_freed_over_two_samples_is_still_retention() -> None:
     )
     v = classify(samples, Evidence())
     assert v.verdict == "allocator_retention", v.evidence
+
+
+def test_evidence_comes_as_data_with_codes_and_figures() -> None:
+    """Each evidence sentence has an item with a stable code and its figures, which survives the JSON."""
+    n = 20
+    rss = [100 * MiB + i * 400_000 for i in range(n)]
+    blocks = [10_000 + i * 2000 for i in range(n)]
+    window = WindowEvidence(3.0, 7.0, 16, True, 0, 7 * 480_000, sites=(_window(0, 1, 1).sites[0],))
+    v = classify(
+        samples_from_series({"process.rss_bytes": rss, "objects.allocated_blocks": blocks}),
+        Evidence(windows=(window,)),
+    )
+    assert v.verdict == "python_leak"
+    assert [e.sentence for e in v.evidence_items] == list(v.evidence)
+    items = {e.code: e for e in v.evidence_items}
+    rss_item = items["trend.process.rss_bytes"]
+    assert rss_item.figures["status"] == "growing"
+    assert abs(float(rss_item.figures["rate_per_s"]) - 400_000) < 40_000  # type: ignore[arg-type]
+    assert items["window.traced"].figures["traced_bytes"] == 7 * 480_000
+    again = Verdict.from_json(v.to_json())
+    assert again.evidence_items == v.evidence_items

@@ -190,12 +190,13 @@ def test_several_workers_merge_into_one_report_naming_the_one_that_grows(tmp_pat
 
 
 def test_evidence_renders_as_structured_items(tmp_path: Path) -> None:
-    """Each evidence sentence travels as {code, figures, sentence}; an EvidenceItem round-trips its JSON."""
+    """Each evidence item travels as {code, figures, sentence}, with the classifier's codes and figures."""
     run = _run(_timeline(tmp_path / "app.db", 200, 2 * MiB))
     _, data = _page([run])
     evidence = data["workers"][0]["evidence"]  # type: ignore[index]
     assert [e["sentence"] for e in evidence] == list(run.verdict.evidence)
-    assert all(e["code"] == "note" and e["figures"] == {} for e in evidence)
+    assert [e["code"] for e in evidence] == [e.code for e in run.verdict.evidence_items]
+    assert any(e["code"].startswith("trend.") and e["figures"]["status"] for e in evidence)
     item = EvidenceItem("trend.process.rss_bytes", "grows 2 MiB/s", {"rate_bytes_per_s": 2.0 * MiB})
     assert EvidenceItem.from_json(item.to_json()) == item
 

@@ -51,7 +51,16 @@ from ..timeline import Sample, series
 from ._advice import advise, kept_owner
 from ._evidence import Evidence, WindowEvidence
 from ._trend import Trend, analyse, detect_change, theil_sen
-from ._verdict import CacheGrowthInfo, GrowthStart, Holder, Site, TypeGrowth, Verdict, VerdictName
+from ._verdict import (
+    CacheGrowthInfo,
+    EvidenceItem,
+    GrowthStart,
+    Holder,
+    Site,
+    TypeGrowth,
+    Verdict,
+    VerdictName,
+)
 
 RSS = PROCESS_RSS_BYTES
 BLOCKS = OBJECTS_ALLOCATED_BLOCKS
@@ -181,19 +190,33 @@ def classify(
         "native": native_rate,
         "gpu": None,
     }
-    evid: list[str] = []
+    evid: list[EvidenceItem] = []
+
+    def add(code: str, sentence: str, **figures: float | int | str | None) -> None:
+        evid.append(EvidenceItem(code, sentence, figures))
+
     if whole_tr is not None:
-        evid.append(f"{primary_key}: {whole_tr.reason}")
+        add(f"trend.{primary_key}", f"{primary_key}: {whole_tr.reason}", **_trend_figures(whole_tr))
     if whole_blocks is not None:
-        evid.append(f"{BLOCKS}: {whole_blocks.reason}")
+        add(f"trend.{BLOCKS}", f"{BLOCKS}: {whole_blocks.reason}", **_trend_figures(whole_blocks))
     if recent is not None:
         what = "from" if recent_grows else "over"
-        evid.append(f"{primary_key} {what} the last {_span(recent_s)}: {recent[0].reason}")
+        add(
+            f"trend.recent.{primary_key}",
+            f"{primary_key} {what} the last {_span(recent_s)}: {recent[0].reason}",
+            span_s=recent_s,
+            **_trend_figures(recent[0]),
+        )
     if window is not None:
-        evid.append(
+        traced = window.traced_end_bytes - window.traced_start_bytes
+        add(
+            "window.traced",
             f"tracemalloc window {window.opened_s:.1f}-{window.closed_s:.1f} s: traced "
-            f"{format_bytes(window.traced_end_bytes - window.traced_start_bytes, signed=True)} "
-            f"({format_rate(window.traced_growth_per_s)})"
+            f"{format_bytes(traced, signed=True)} ({format_rate(window.traced_growth_per_s)})",
+            opened_s=window.opened_s,
+            closed_s=window.closed_s,
+            traced_bytes=traced,
+            rate_bytes_per_s=window.traced_growth_per_s,
         )
 
     verdict: VerdictName
@@ -214,23 +237,33 @@ def classify(
             # RSS rose, but into glibc's free chunks: the program freed it (threads' arenas, a
             # working set of changing sizes); malloc_trim gives it back. Not a leak.
             verdict, confidence = "allocator_retention", 0.8
-            evid.extend(freed)
+            for sentence in freed:
+                add("retention.freed_into_malloc", sentence)
         full = _full_bounded_cache(ev.caches, sites) if python_explains else None
         if full is not None:
             # the growth we saw is a bounded cache filling up; it is full now and cannot grow further
             verdict, confidence = "plateau", 0.75
-            evid.append(
+            add(
+                "cache.full",
                 f"the growing site is {full.name}, an lru_cache bounded at maxsize={full.maxsize:,} "
-                f"and now full ({full.currsize:,} entries): it cannot grow further"
+                f"and now full ({full.currsize:,} entries): it cannot grow further",
+                cache=full.name,
+                maxsize=full.maxsize,
+                currsize=full.currsize,
             )
     elif stopped:
         # it leaked, then stopped: nothing grows now, so not a leak, and "plateau" says what it did
         verdict, confidence = "plateau", 0.75
         stopped_at = _levelled_off(trend_samples, primary_key)
-        evid.append(f"{primary_key} grows over the whole run but not over the last {_span(recent_s)}")
+        add(
+            "trend.stopped",
+            f"{primary_key} grows over the whole run but not over the last {_span(recent_s)}",
+            span_s=recent_s,
+        )
     else:
         retained, retention_evidence = _retention(samples, ev, cfg)
-        evid.extend(retention_evidence)
+        for sentence in retention_evidence:
+            add("retention.held", sentence, retained_bytes=retained)
         rss_end = _last(samples, primary_key) or 0.0
         # objects can pile up into memory the allocator already held (after a retention, say): RSS
         # stays flat. Only call that a leak when the block count grows AND the traced bytes grew
@@ -252,8 +285,10 @@ def classify(
             # objects keep piling up, but into memory the allocator already held
             verdict = "python_leak"
             confidence = 0.7
-            evid.append(
-                "Python objects grow while RSS does not: they reuse memory the allocator already held"
+            add(
+                "python.hidden_growth",
+                "Python objects grow while RSS does not: they reuse memory the allocator already held",
+                rate_bytes_per_s=python_rate,
             )
         elif (
             retained >= cfg.retention_min_bytes
@@ -276,7 +311,13 @@ def classify(
             # that filled up during the run and is where memory grew is a plateau
             verdict = "plateau"
             confidence = 0.75
-            evid.append(f"{full.name} filled to its maxsize={full.maxsize:,} during the run and stays there")
+            add(
+                "cache.full",
+                f"{full.name} filled to its maxsize={full.maxsize:,} during the run and stays there",
+                cache=full.name,
+                maxsize=full.maxsize,
+                currsize=full.currsize,
+            )
         else:
             verdict = "stable"
             confidence = 0.9 if len(samples) >= 8 else 0.7
@@ -284,7 +325,7 @@ def classify(
     gpu = _gpu_finding(samples)
     if gpu is not None:
         growth["gpu"] = gpu.evidence.get("allocated_slope_bytes_per_s")
-        evid.append(f"gpu: {gpu.summary}")
+        add("gpu.finding", f"gpu: {gpu.summary}", verdict=gpu.verdict, confidence=gpu.confidence)
         cpu_leak_rate = (rss_rate or 0.0) if verdict in ("python_leak", "native_leak") else 0.0
         gpu_rate = growth["gpu"] or 0.0
         if gpu.verdict == "gpu_leak" and gpu_rate >= cpu_leak_rate:
@@ -316,7 +357,8 @@ def classify(
         holders=holders,
         caches=caches,
         advice=advice,
-        evidence=tuple(evid),
+        evidence=tuple(e.sentence for e in evid),
+        evidence_items=tuple(evid),
         layers=layers,
         growth_began=began,
     )
@@ -855,3 +897,16 @@ def _gpu_finding(samples: Sequence[Sample]) -> Any:
     from ._gpu import classify_gpu
 
     return classify_gpu(samples)
+
+
+def _trend_figures(tr: Trend) -> dict[str, float | int | str | None]:
+    """A trend's figures for its evidence item (what a report or an exporter shows without parsing)."""
+    return {
+        "status": tr.status,
+        "rate_per_s": tr.rate_per_s,
+        "p_value": tr.mk.p_value if tr.mk is not None else None,
+        "first": tr.first,
+        "last": tr.last,
+        "duration_s": tr.duration_s,
+        "warmup_end_s": tr.warmup_end_t,
+    }

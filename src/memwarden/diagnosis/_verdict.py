@@ -205,12 +205,13 @@ class GrowthStart:
 class EvidenceItem:
     """One piece of evidence as data: a stable code, the figures it rests on, and its sentence.
 
-    The proposed shape of ``Verdict.evidence`` items, so that reports, JSON consumers and exporters
-    read ``code`` and ``figures`` instead of parsing prose. ``code`` is dotted and stable
-    (``trend.process.rss_bytes``, ``window.traced``, ``retention.freed``, ``cache.full``, ``gpu.finding``);
-    ``figures`` maps names to plain numbers or strings (``{"rate_bytes_per_s": 1.7e6, "r2": 0.98}``);
-    ``sentence`` is what a person reads. Until the classifier emits these, a plain sentence becomes an
-    item with the code ``"note"`` and no figures (:meth:`from_sentence`).
+    ``Verdict.evidence_items`` holds them, so that reports, JSON consumers and exporters read ``code``
+    and ``figures`` instead of parsing prose. ``code`` is dotted and stable: ``trend.<metric>``,
+    ``trend.recent.<metric>``, ``trend.stopped``, ``window.traced``, ``retention.held``,
+    ``retention.freed_into_malloc``, ``python.hidden_growth``, ``cache.full``, ``gpu.finding``;
+    ``figures`` maps names to plain numbers or strings (``{"rate_per_s": 1.7e6, "p_value": 0.001}``);
+    ``sentence`` is what a person reads. A plain sentence (a verdict recorded before items existed)
+    becomes an item with the code ``"note"`` and no figures (:meth:`from_sentence`).
     """
 
     code: str
@@ -246,6 +247,9 @@ class Verdict:
     advice: tuple[str, ...] = ()
     evidence: tuple[str, ...] = ()
     """Plain sentences with the numbers the decision rests on."""
+    evidence_items: tuple[EvidenceItem, ...] = ()
+    """The same evidence as data: a stable code, its figures and the sentence (``evidence`` holds the
+    sentences alone, as schema ``memwarden.verdict/1`` always had them)."""
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     growth_began: GrowthStart | None = None
     """For a leak: when the growth began (a long run may be flat for days before); else ``None``."""
@@ -273,6 +277,7 @@ class Verdict:
             "caches": [c.to_json() for c in self.caches],
             "advice": list(self.advice),
             "evidence": list(self.evidence),
+            "evidence_items": [e.to_json() for e in self.evidence_items],
             "layers": self.layers,
             "growth_began": None if self.growth_began is None else self.growth_began.to_json(),
         }
@@ -293,6 +298,7 @@ class Verdict:
             caches=tuple(CacheGrowthInfo.from_json(x) for x in data.get("caches", [])),
             advice=tuple(data.get("advice", [])),
             evidence=tuple(data.get("evidence", [])),
+            evidence_items=tuple(EvidenceItem.from_json(x) for x in data.get("evidence_items", [])),
             layers=dict(data.get("layers", {})),
             growth_began=GrowthStart.from_json(began) if (began := data.get("growth_began")) else None,
         )

@@ -379,8 +379,8 @@ def _source_line(file: str, line: int) -> str | None:
 
 
 def _evidence_items(verdict: Verdict) -> list[EvidenceItem]:
-    # today the classifier gives sentences; EvidenceItem is the proposed structured form
-    return [EvidenceItem.from_sentence(e) for e in verdict.evidence]
+    # verdicts recorded before the classifier gave items carry sentences only
+    return list(verdict.evidence_items) or [EvidenceItem.from_sentence(e) for e in verdict.evidence]
 
 
 def _marks(events: Sequence[Event], t0: float, run_t0: float) -> list[dict[str, Any]]:
