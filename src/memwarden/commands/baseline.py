@@ -225,7 +225,7 @@ def _run_args(workload: Sequence[str]) -> list[str]:
         module, rest = workload[1], list(workload[2:])
         if module == "pytest":
             rest = ["-W", "ignore::pytest.PytestAssertRewriteWarning", *rest]
-        return ["-m", module, "--", *rest]
+        return ["-m", module, *rest]  # memwarden run passes everything after the module to it
     return list(workload)
 
 
