@@ -92,7 +92,9 @@ def module_args_verbatim(argv: list[str]) -> list[str]:
     argparse would otherwise read the module's own options (``-m pytest -q``) as memwarden's. A
     ``--`` is put right after the module name, so what follows reaches it verbatim (a ``--`` of the
     user's own included, as python passes it). Scripts need nothing: their arguments already are the
-    remainder once the script's name is seen.
+    remainder once the script's name is seen. A ``--`` right after the module name is kept as
+    memwarden's separator (``memwarden run -m app -- --port 1``, as earlier releases needed) and
+    dropped; that is the one difference from python.
     """
     if not argv or argv[0] != "run":
         return argv
@@ -104,10 +106,11 @@ def module_args_verbatim(argv: list[str]) -> list[str]:
         arg = argv[i]
         if arg == "--" or not arg.startswith("-"):
             return argv  # the script (or an explicit end of memwarden's options): nothing to do
-        if arg == "-m":
-            return [*argv[: i + 2], "--", *argv[i + 2 :]] if i + 1 < len(argv) else argv
-        if arg.startswith("-m") and not arg.startswith("--"):
-            return [*argv[: i + 1], "--", *argv[i + 1 :]]  # -mMODULE
+        if arg == "-m" or (arg.startswith("-m") and not arg.startswith("--")):
+            end = i + 2 if arg == "-m" else i + 1  # -m MODULE, or -mMODULE
+            if end > len(argv) or argv[end : end + 1] == ["--"]:
+                return argv
+            return [*argv[:end], "--", *argv[end:]]
         i += 2 if arg in takes_value else 1
     return argv
 
