@@ -8,8 +8,7 @@ The names below load on first use (``import memwarden`` stays light): ``Budget``
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_names
 
 _WHERE = {
     "Budget": "budget",
@@ -25,12 +24,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'memwarden.guards' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
-
+__getattr__, __dir__ = lazy_names(__name__, globals(), {n: f".{m}" for n, m in _WHERE.items()})
 
 __all__ = [
     "Budget",
