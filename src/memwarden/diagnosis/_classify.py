@@ -325,7 +325,7 @@ def classify(
     gpu = _gpu_finding(samples)
     if gpu is not None:
         growth["gpu"] = gpu.evidence.get("allocated_slope_bytes_per_s")
-        add("gpu.finding", f"gpu: {gpu.summary}", verdict=gpu.verdict, confidence=gpu.confidence)
+        add("finding.gpu", f"gpu: {gpu.summary}", verdict=gpu.verdict, confidence=gpu.confidence)
         cpu_leak_rate = (rss_rate or 0.0) if verdict in ("python_leak", "native_leak") else 0.0
         gpu_rate = growth["gpu"] or 0.0
         if gpu.verdict == "gpu_leak" and gpu_rate >= cpu_leak_rate:

@@ -208,7 +208,7 @@ class EvidenceItem:
     ``Verdict.evidence_items`` holds them, so that reports, JSON consumers and exporters read ``code``
     and ``figures`` instead of parsing prose. ``code`` is dotted and stable: ``trend.<metric>``,
     ``trend.recent.<metric>``, ``trend.stopped``, ``window.traced``, ``retention.held``,
-    ``retention.freed_into_malloc``, ``python.hidden_growth``, ``cache.full``, ``gpu.finding``;
+    ``retention.freed_into_malloc``, ``python.hidden_growth``, ``cache.full``, ``finding.gpu``;
     ``figures`` maps names to plain numbers or strings (``{"rate_per_s": 1.7e6, "p_value": 0.001}``);
     ``sentence`` is what a person reads. A plain sentence (a verdict recorded before items existed)
     becomes an item with the code ``"note"`` and no figures (:meth:`from_sentence`).
