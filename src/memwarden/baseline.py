@@ -40,6 +40,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 KINDS = ("peak", "steady", "growth_per_s")
 
+DURATION = "run.duration_s"
+"""How long the workload was sampled (stored with the figures; it scales the growth allowances)."""
 DEFAULT_TOLERANCE = 0.10
 DEFAULT_NOISE_FACTOR = 3.0
 FLOORS = {"B": 2 * 1024 * 1024, "blocks": 5000.0}
@@ -116,6 +118,9 @@ def figures_of_run(series: Mapping[str, tuple[Sequence[float], Sequence[float]]]
     from memwarden.diagnosis._trend import analyse
 
     out: dict[str, float] = {}
+    spans = [float(ts[-1] - ts[0]) for ts, _ in series.values() if len(ts) >= 2]
+    if spans:
+        out[DURATION] = max(spans)  # not compared: it scales the growth allowances (see compare)
     for layer, (ts, ys) in series.items():
         if not ys:
             continue
@@ -154,12 +159,18 @@ def compare(
     tol = baseline.tolerance if tolerance is None else tolerance
     k = baseline.noise_factor if noise_factor is None else noise_factor
     checks: list[FigureCheck] = []
+    durations = [f.value for f in (baseline.figures.get(DURATION), current.get(DURATION)) if f is not None]
+    shortest = min(durations) if durations and min(durations) > 0 else None
     for name, base in sorted(baseline.figures.items()):
         now = current.get(name)
-        if now is None:
+        if now is None or name == DURATION:
             continue
         rate = name.endswith("growth_per_s")
         floor = (RATE_FLOORS if rate else FLOORS).get(base.unit, 0.0)
+        if rate and shortest is not None:
+            # over a short run a growth per second is mostly start-up: allow at least a level's
+            # floor spread over the run (2 MiB over a 2 s pytest run is 1 MiB/s)
+            floor = max(floor, FLOORS.get(base.unit, 0.0) / shortest)
         noise = max(base.noise, now.noise)
         allowed = max(tol * abs(base.value), k * noise, floor)
         checks.append(
@@ -227,6 +238,8 @@ def _number(value: object, what: str) -> float:
 
 
 def _unit(name: str) -> str:
+    if name == DURATION:
+        return "s"
     return LAYERS.get(name.split(".", 1)[0], ((), "B"))[1]
 
 

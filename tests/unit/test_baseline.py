@@ -56,6 +56,34 @@ def test_a_figure_regresses_only_beyond_tolerance_noise_and_floor() -> None:
     ]
 
 
+def test_a_short_runs_growth_allowance_spreads_a_levels_floor_over_the_run() -> None:
+    """Over a 2 s run, a growth per second is allowed at least the 2 MiB level floor / 2 s = 1 MiB/s;
+    over a 200 s run the 256 KiB/s rate floor stands."""
+    MiB = 1024 * 1024
+
+    def baseline(seconds: float) -> Baseline:
+        return Baseline(
+            workload=("-m", "pytest"),
+            interval=0.2,
+            figures={
+                "native.growth_per_s": Figure(1.5 * MiB, 0.0, "B", (1.5 * MiB,)),
+                "run.duration_s": Figure(seconds, 0.0, "s", (seconds,)),
+            },
+        )
+
+    def now(seconds: float) -> dict[str, Figure]:
+        return {
+            "native.growth_per_s": Figure(2.3 * MiB, 0, "B", ()),
+            "run.duration_s": Figure(seconds, 0, "s", ()),
+        }
+
+    short = compare(baseline(2.0), now(2.0))
+    assert [c.name for c in short] == ["native.growth_per_s"]  # the duration itself is not compared
+    assert short[0].allowed == pytest.approx(1.0 * MiB) and not short[0].regressed
+    long = compare(baseline(200.0), now(200.0))
+    assert long[0].regressed and long[0].allowed == pytest.approx(256 * 1024)
+
+
 def test_a_baseline_survives_a_round_trip_through_its_file(tmp_path: Path) -> None:
     """What save writes, load reads back the same."""
     base = Baseline(
