@@ -89,7 +89,10 @@ class Monitor:
     more can be added with :meth:`add_observer`). ``on_fork`` says what a forked child does with a
     running monitor: ``"restart"`` (its own sampler and timeline file) or ``"stop"`` (none).
     ``trim_at_stop`` lets :meth:`stop` call ``malloc_trim(0)`` when glibc holds many free bytes, and
-    record what it gave back (an action, and evidence of allocator retention).
+    record what it gave back (an action, and evidence of allocator retention). ``ramp_from``
+    starts the cadence faster (a tick every ``ramp_from`` seconds) and slows it evenly to
+    ``interval`` over the first 30 s: what ``memwarden run`` does, so a program of a few seconds
+    gets a verdict.
     """
 
     def __init__(
@@ -108,8 +111,12 @@ class Monitor:
         gc_pauses: bool = True,
         on_fork: OnFork = "restart",
         trim_at_stop: bool = True,
+        ramp_from: float | None = None,
     ) -> None:
         self.interval = validate_interval(interval)
+        self.ramp_from = (
+            None if ramp_from is None else min(validate_interval(ramp_from, "ramp_from"), self.interval)
+        )
         if on_fork not in ("restart", "stop"):
             raise UsageError(f"on_fork must be 'restart' or 'stop', not {on_fork!r}")
         if investigator is not None and not isinstance(investigator, InvestigatorConfig):
@@ -195,6 +202,7 @@ class Monitor:
         self.sampler = Sampler(
             self._probes,
             interval=self.interval,
+            ramp_from=self.ramp_from,
             ring_size=self._ring_size,
             timeline=self.timeline,
             observers=observers,

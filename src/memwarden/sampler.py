@@ -171,11 +171,17 @@ class Sampler:
     ``slow_interval`` is the cadence of probes whose ``cost`` is ``"costly"`` (default: every 5
     ticks, at least every 2 s). ``ring_size`` bounds the samples kept in memory; the timeline keeps
     the whole run (within its own retention).
+
+    With ``ramp_from`` the cadence adapts to a program's length: it starts at ``ramp_from``
+    seconds and slows evenly to ``interval`` over the first ``ramp_s`` seconds, so a program of a
+    few seconds gets samples enough for a verdict and a long one pays the slower cadence.
     """
 
     probes: Sequence[Probe[Any]]
     interval: float = 1.0
     slow_interval: float | None = None
+    ramp_from: float | None = None
+    ramp_s: float = 30.0
     ring_size: int = 600
     timeline: Timeline | None = None
     observers: list[Observer] = field(default_factory=list)
@@ -189,6 +195,10 @@ class Sampler:
         if self.slow_interval is None:
             self.slow_interval = max(self.interval * 5, 2.0)
         self.slow_interval = validate_interval(self.slow_interval, "slow_interval")
+        if self.ramp_from is not None:
+            self.ramp_from = min(validate_interval(self.ramp_from, "ramp_from"), self.interval)
+        if not self.ramp_s >= 0:
+            raise UsageError(f"ramp_s must be >= 0 seconds, not {self.ramp_s!r}")
         if self.ring_size < 1:
             raise UsageError("ring_size must be at least 1")
         self.ring: collections.deque[Sample] = collections.deque(maxlen=self.ring_size)
@@ -245,16 +255,23 @@ class Sampler:
                 self.sample_once()
             except Exception as exc:
                 self.observer_errors.append(f"tick failed: {exc!r}")
-        next_tick = self.clock() + self.interval
+        next_tick = self.clock() + self.interval_at(self.clock())
         while not self._stop.wait(max(0.0, next_tick - self.clock())):
             try:
                 self.sample_once()
             except Exception as exc:  # never let the thread die silently; never crash the host
                 self.observer_errors.append(f"tick failed: {exc!r}")
-            next_tick += self.interval
             now = self.clock()
+            next_tick += self.interval_at(now)
             if next_tick < now:  # we fell behind (a long GC, a suspended process): skip, don't burst
-                next_tick = now + self.interval
+                next_tick = now + self.interval_at(now)
+
+    def interval_at(self, now: float) -> float:
+        """The cadence at monotonic time ``now``: ``interval``, or on the ramp from ``ramp_from``."""
+        if self.ramp_from is None or self.started_mono is None or self.ramp_s <= 0:
+            return self.interval
+        share = min(1.0, max(0.0, (now - self.started_mono) / self.ramp_s))
+        return self.ramp_from + (self.interval - self.ramp_from) * share
 
     # -- sampling -----------------------------------------------------------------------------------
 

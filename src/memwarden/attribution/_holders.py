@@ -750,12 +750,14 @@ def sample_objects(
         # leaks usually grow. Those the collector does not track (a global dict of str) are never
         # listed by gc.get_objects(), and are looked into whole; a tracked list may be young, and
         # the scan below reaches the young generations last, so its newest items are glanced at.
+        # The glances first: they are bounded (64 items a list), while one huge untracked global
+        # (a library's table of 10**6 numbers) can take the whole budget.
         untracked, lists = _big_globals()
-        for container in untracked:
-            if time.perf_counter() > deadline or take_loose_children(container):
-                break
         for container in lists:
             if time.perf_counter() > deadline or take_loose_children(container, _GLANCE):
+                break
+        for container in untracked:
+            if time.perf_counter() > deadline or take_loose_children(container):
                 break
         last_hit = 0
         for n, obj in enumerate(objects):

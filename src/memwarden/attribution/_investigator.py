@@ -40,6 +40,7 @@ from ..diagnosis._evidence import (
     Evidence,
     WindowEvidence,
 )
+from ..diagnosis._trend import mann_kendall
 from ..diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame, TypeGrowth
 from ..exceptions import UsageError
 from ..metrics import GPU_ALLOCATED_BYTES, LIBC_IN_USE_BYTES, OBJECTS_ALLOCATED_BLOCKS, PROCESS_RSS_BYTES
@@ -66,7 +67,14 @@ class InvestigatorConfig:
     warmup_s: float = 1.0
     """Ignore the first seconds (imports, start-up loads) when deciding whether memory grows."""
     window_s: float = 4.0
-    """How long a tracemalloc window stays open."""
+    """How long a tracemalloc window stays open, unless what it traced says sooner or later:"""
+    min_window_s: float = 1.0
+    clear_bytes: int = 2 * 1024 * 1024
+    """... it closes after ``min_window_s`` once it traced this much growth (the growing sites are
+    clear, and tracing slows an allocating program several times over: the shorter the better) ..."""
+    slow_leak_bytes: int = 256 * 1024
+    """... and stays open up to twice ``window_s`` while it traced some growth, but less than this
+    (a slow leak needs longer to stand out of the churn)."""
     frames: int = 16
     """Traceback depth of the tracemalloc window."""
     cooldown_s: float = 60.0
@@ -90,7 +98,7 @@ class InvestigatorConfig:
     gpu_min_rise_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("warmup_s", "cooldown_s", "holder_budget_s", "sample_budget_s"):
+        for name in ("warmup_s", "cooldown_s", "holder_budget_s", "sample_budget_s", "min_window_s"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"InvestigatorConfig.{name} must be >= 0, not {getattr(self, name)!r}")
         for name in ("window_s", "windows_per_hour"):
@@ -104,15 +112,18 @@ class InvestigatorConfig:
             raise UsageError("InvestigatorConfig.frames and max_kept_windows must be at least 1")
 
 
-def suspect_growth(samples: Sequence[Sample], *, since_mono: float, min_points: int = 3) -> str | None:
+def suspect_growth(
+    samples: Sequence[Sample], *, since_mono: float, min_points: int = 3, min_span_s: float = 1.5
+) -> str | None:
     """Why memory looks like it grows in ``samples`` after ``since_mono``, or ``None``.
 
     Deliberately eager and cheap: a window costs a few seconds of tracing, a missed leak costs the
-    answer. A metric is suspect when it rose by its threshold over the considered samples and most
-    of its steps (at least 60 %) went up.
+    answer. A metric is suspect when it rose by its threshold over the considered samples (at least
+    ``min_points``, spanning ``min_span_s``) and most of its steps (at least 60 %) went up; more than
+    six samples must also rise by a Mann-Kendall test.
     """
     recent = [s for s in samples if s.mono >= since_mono][-30:]
-    if len(recent) < min_points:
+    if len(recent) < min_points or recent[-1].mono - recent[0].mono < min_span_s:
         return None
     for key, threshold in _SUSPECT_KEYS:
         ys = [float(v) for s in recent if (v := s.metrics.get(key)) is not None]
@@ -121,9 +132,23 @@ def suspect_growth(samples: Sequence[Sample], *, since_mono: float, min_points: 
         rise = ys[-1] - min(ys)
         steps = [b - a for a, b in itertools.pairwise(ys)]
         ups = sum(1 for d in steps if d > 0)
-        if rise >= threshold and steps and ups / len(steps) >= 0.6:
+        if rise >= threshold and steps and ups / len(steps) >= 0.6 and _rises(ys):
             return f"{key} rose by {rise:,.0f} over {len(ys)} samples"
     return None
+
+
+def _rises(ys: Sequence[float]) -> bool:
+    """Up to 6 samples, any rise passes (the tests above suffice at a 1 s cadence); more must rise
+    by the Mann-Kendall test at p < 0.05: at a fast cadence a steady program's churn has runs of
+    rises by chance (at 0.1 s one opened a window in 2 runs of 3)."""
+    if len(ys) <= 6:
+        return True
+    mk = mann_kendall(ys)
+    return mk.s > 0 and mk.p_value < 0.05
+
+
+_SLOW_LEAK_MIN_BYTES = 64 * 1024
+"""Traced growth under this at ``window_s`` is none worth waiting for."""
 
 
 class Investigator:
@@ -172,7 +197,7 @@ class Investigator:
             if self.config.gpu_history and not self._gpu_done:
                 self._gpu_tick(tick)
             if self._open is not None:
-                if sample.mono - self._open["mono"] >= self.config.window_s:
+                if self._window_done(sample.mono):
                     with self.footprint.measure():
                         self._close_window(tick, sample.mono)
                 return
@@ -187,6 +212,23 @@ class Investigator:
                 self.suspicion = why
                 with self.footprint.measure():
                     self._open_window(sample.mono, why)
+
+    def _window_done(self, mono: float) -> bool:
+        """Whether the open window has seen enough: see :class:`InvestigatorConfig`'s window fields."""
+        assert self._open is not None
+        cfg, elapsed = self.config, mono - self._open["mono"]
+        if elapsed < cfg.min_window_s:
+            return False
+        try:
+            grown = self._open["window"].traced_bytes()[0] - self._open["traced"]
+        except Exception:
+            grown = 0
+        if grown >= cfg.clear_bytes:
+            return True
+        if elapsed < cfg.window_s:
+            return False
+        slow_leak = _SLOW_LEAK_MIN_BYTES <= grown < cfg.slow_leak_bytes
+        return not slow_leak or elapsed >= 2 * cfg.window_s
 
     def budget_allows(self, mono: float) -> bool:
         """Whether a window may open at ``mono``: cooldown, windows per hour and tracing share.

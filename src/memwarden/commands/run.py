@@ -58,8 +58,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--interval",
         metavar="SECONDS",
-        default="1",
-        help="seconds between samples (default 1; production: 10)",
+        default="auto",
+        help=(
+            "seconds between samples; the default, auto, samples every 0.2 s at first and slows "
+            "evenly to every 1 s over the first 30 s (a fixed number: that cadence throughout)"
+        ),
     )
     p.add_argument(
         "--fail-on-leak", action="store_true", help="exit with code 3 when the verdict is a leak (for CI)"
@@ -530,7 +533,11 @@ def _json_or_text(value: str | None) -> object:
 
 
 def execute(args: argparse.Namespace) -> int:
-    interval = validate_interval(args.interval, "--interval")
+    ramp_from: float | None = None
+    if args.interval == "auto":
+        interval, ramp_from = 1.0, 0.2
+    else:
+        interval = validate_interval(args.interval, "--interval")
     window = validate_interval(args.window, "--window")
     if args.json:
         _check_output_path(args.json, "--json")
@@ -564,6 +571,7 @@ def execute(args: argparse.Namespace) -> int:
     )
     monitor = Monitor(
         interval=interval,
+        ramp_from=ramp_from,
         db=timeline,
         investigate=not args.no_trace,
         investigator=InvestigatorConfig(window_s=window),

@@ -156,9 +156,10 @@ def classify(
         )
 
     primary_key = RSS if any(s.metrics.get(RSS) is not None for s in samples) else LIBC_IN_USE
-    rss_tr = _trend(trend_samples, primary_key, cfg)
-    blocks_tr = _trend(trend_samples, BLOCKS, cfg, bytes_series=False)
-    recent = _recent(trend_samples, primary_key, cfg, duration)
+    windows = ev.windows  # the trends are judged with the windows' distortion taken out
+    rss_tr = _trend(trend_samples, primary_key, cfg, windows=windows)
+    blocks_tr = _trend(trend_samples, BLOCKS, cfg, bytes_series=False, windows=windows)
+    recent = _recent(trend_samples, primary_key, cfg, duration, windows)
     # A long run is judged over its recent part too: growth that began late is a leak however
     # flat the days before; growth that stopped long ago is not a current leak.
     stopped = recent_grows = False
@@ -177,7 +178,8 @@ def classify(
         if recent_grows:
             # growing now: a leak, at the rate it grows now (the whole run's would dilute a late one)
             deciding = [s for s in trend_samples if s.mono >= since]
-            rss_tr, blocks_tr = recent_tr, _trend(deciding, BLOCKS, cfg, bytes_series=False) or blocks_tr
+            recent_blocks = _trend(deciding, BLOCKS, cfg, bytes_series=False, windows=windows)
+            rss_tr, blocks_tr = recent_tr, recent_blocks or blocks_tr
     window = ev.windows[-1] if ev.windows else None
     python_rate = _python_rate(samples, deciding, window, cfg)
     rss_rate = rss_tr.rate_per_s if rss_tr is not None else None
@@ -225,14 +227,48 @@ def classify(
     grows = rss_tr is not None and _meaningful_growth(rss_tr, cfg) and not stopped
     if grows:
         assert rss_tr is not None
-        began = _growth_start(trend_samples, primary_key, rss_tr, cfg)
+        began = _growth_start(trend_samples, primary_key, rss_tr, cfg, windows)
         if began.offset_s > 0.0:  # the rate since the bend: a trend cut before it would dilute it
             growth["rss"] = began.rate_bytes_per_s
             growth["native"] = max(0.0, began.rate_bytes_per_s - max(0.0, python_rate or 0.0))
-        python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg)
+        window_rss = _window_rate(samples, primary_key, window) if window is not None else None
+        python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg, window_rss)
+        blocks_bytes = _blocks_bytes_rate(samples, blocks_tr)
+        if not python_explains and blocks_bytes >= cfg.python_share * rss_tr.rate_per_s:
+            # the window saw a fraction (a dict's table doubling between two windows' edges, a
+            # window too short), but the block count, which tracing does not slow, grows with RSS
+            python_explains = True
+            add(
+                "python.blocks_witness",
+                f"Python's allocated blocks grow {blocks_tr.rate_per_s if blocks_tr else 0:,.0f}/s, about "
+                f"{format_rate(blocks_bytes)}: with RSS's {format_rate(rss_tr.rate_per_s)}, the growth is Python's",
+                rate_bytes_per_s=blocks_bytes,
+            )
+            if python_rate is None or python_rate < blocks_bytes:
+                growth["python"] = python_rate = min(blocks_bytes, rss_tr.rate_per_s)
+                growth["native"] = max(0.0, (growth["rss"] or 0.0) - python_rate)
+        if python_explains and python_rate is not None:
+            untraced = _untraced_python_rate(
+                python_rate, growth["rss"] or rss_tr.rate_per_s, window, window_rss
+            )
+            if untraced > python_rate:
+                assert window is not None and window_rss is not None
+                add(
+                    "window.slowdown",
+                    f"tracing slowed the program {rss_tr.rate_per_s / window_rss:.1f}x in the window "
+                    f"(process memory {format_rate(window_rss)} there, {format_rate(rss_tr.rate_per_s)} "
+                    f"outside): Python's {format_rate(python_rate)} there is about {format_rate(untraced)} untraced",
+                    slowdown=rss_tr.rate_per_s / window_rss,
+                    window_rate_bytes_per_s=window_rss,
+                    rate_bytes_per_s=untraced,
+                )
+                growth["python"] = python_rate = untraced
+                growth["native"] = max(0.0, (growth["rss"] or 0.0) - untraced)
         verdict = "python_leak" if python_explains else "native_leak"
         confidence = _leak_confidence(rss_tr, blocks_tr, window, python_explains, len(samples))
         freed = None if python_explains else _freed_but_kept(deciding, rss_tr, ev, cfg)
+        if freed is None and not python_explains:
+            freed = _sawtooth_kept(deciding)
         if freed is not None:
             # RSS rose, but into glibc's free chunks: the program freed it (threads' arenas, a
             # working set of changing sizes); malloc_trim gives it back. Not a leak.
@@ -254,7 +290,7 @@ def classify(
     elif stopped:
         # it leaked, then stopped: nothing grows now, so not a leak, and "plateau" says what it did
         verdict, confidence = "plateau", 0.75
-        stopped_at = _levelled_off(trend_samples, primary_key)
+        stopped_at = _levelled_off(trend_samples, primary_key, windows)
         add(
             "trend.stopped",
             f"{primary_key} grows over the whole run but not over the last {_span(recent_s)}",
@@ -266,12 +302,13 @@ def classify(
             add("retention.held", sentence, retained_bytes=retained)
         rss_end = _last(samples, primary_key) or 0.0
         # objects can pile up into memory the allocator already held (after a retention, say): RSS
-        # stays flat. Only call that a leak when the block count grows AND the traced bytes grew
-        # through a window, with RSS neither growing nor levelling off after a rise (a window's traced
-        # bytes also rise while a bounded structure, which plateaus, replaces its old entries).
+        # stays flat, or creeps below the floors (pymalloc fills its free pools first). Only call
+        # that a leak when the block count grows AND the traced bytes grew through a window, with
+        # RSS not levelling off after a rise (a window's traced bytes also rise while a bounded
+        # structure, which plateaus, replaces its old entries).
         hidden_python_leak = (
             rss_tr is not None
-            and rss_tr.status in ("flat", "step", "shrinking")
+            and rss_tr.status in ("flat", "step", "shrinking", "growing")
             and blocks_tr is not None
             and blocks_tr.status == "growing"
             and blocks_tr.significant
@@ -301,7 +338,7 @@ def classify(
             verdict = "plateau"
             confidence = 0.8
             if duration >= cfg.long_run_s:
-                stopped_at = _levelled_off(trend_samples, primary_key)
+                stopped_at = _levelled_off(trend_samples, primary_key, windows)
         elif (
             rss_tr is not None
             and rss_tr.status != "shrinking"
@@ -403,14 +440,17 @@ def _worth_naming(cache: CacheGrowthInfo, sites: Sequence[Site] = ()) -> bool:
 
 
 def _trend(
-    samples: Sequence[Sample], key: str, cfg: DiagnosisConfig, *, bytes_series: bool = True
+    samples: Sequence[Sample],
+    key: str,
+    cfg: DiagnosisConfig,
+    *,
+    bytes_series: bool = True,
+    windows: Sequence[WindowEvidence] = (),
 ) -> Trend | None:
-    if key == LIBC_IN_USE:
-        ts, ys = _malloc_used(samples)
-    elif key == RSS:
-        ts, ys = _rss_net_of_tracing(samples)
+    if key in (LIBC_IN_USE, RSS):
+        ts, ys = _primary_series(samples, key, windows)
     else:
-        ts, ys = series(list(samples), key)
+        ts, ys = _without_windows(*series(list(samples), key), windows)
     if len(ys) < cfg.min_samples:
         return None
     return analyse(
@@ -456,7 +496,11 @@ def _evenly(samples: list[Sample], limit: int, *, always: bool = False) -> list[
 
 
 def _recent(
-    samples: list[Sample], key: str, cfg: DiagnosisConfig, duration: float
+    samples: list[Sample],
+    key: str,
+    cfg: DiagnosisConfig,
+    duration: float,
+    windows: Sequence[WindowEvidence] = (),
 ) -> tuple[Trend, float, float] | None:
     """For a long run: the trend of ``key`` over its recent part, and that part's first and last
     monotonic times; ``None`` for a shorter run or too few recent samples to say."""
@@ -464,7 +508,7 @@ def _recent(
         return None
     since = samples[-1].mono - duration * cfg.recent_share
     part = [s for s in samples if s.mono >= since]
-    tr = _trend(part, key, cfg)
+    tr = _trend(part, key, cfg, windows=_shifted(windows, part[0].mono - samples[0].mono))
     if tr is None or tr.status == "insufficient":
         return None
     return tr, part[0].mono, part[-1].mono
@@ -476,15 +520,117 @@ _ONSET_SHARE = 0.05
 """A bend is looked for up to this share of the points before the end."""
 
 
-def _primary_series(samples: Sequence[Sample], key: str) -> tuple[list[float], list[float]]:
-    return _malloc_used(samples) if key == LIBC_IN_USE else _rss_net_of_tracing(samples)
+def _primary_series(
+    samples: Sequence[Sample], key: str, windows: Sequence[WindowEvidence] = ()
+) -> tuple[list[float], list[float]]:
+    """Process memory net of memwarden's own, with the tracemalloc windows taken out (see
+    :func:`_without_windows`)."""
+    ts, ys = _malloc_used(samples) if key == LIBC_IN_USE else _rss_net_of_tracing(samples)
+    return _without_windows(ts, ys, windows)
 
 
-def _growth_start(samples: Sequence[Sample], key: str, tr: Trend, cfg: DiagnosisConfig) -> GrowthStart:
+_MIN_KEPT = 6
+"""Samples outside the windows needed to judge a trend on them alone."""
+
+
+def _distorted(ts: Sequence[float], windows: Sequence[WindowEvidence]) -> tuple[list[bool], list[bool]]:
+    """Which samples a tracemalloc window distorted: ``(inside, after)``. Inside: taken while it was
+    open (tracing slows an allocating program several times over: 3x to 25x for a FastAPI app,
+    by traceback depth). After: the first one after it (the attribution work ran just before it,
+    and what that work allocated and freed, memwarden's estimate of its own RSS cannot fully take
+    out: it counts what the program allocated meanwhile too)."""
+    inside = [False] * len(ts)
+    after = [False] * len(ts)
+    for w in windows:
+        if not w.owns_tracing:
+            continue  # tracing was on already: the window changed nothing
+        closed = w.closed_s + 1e-6
+        for i, t in enumerate(ts):
+            if w.opened_s < t <= closed:
+                inside[i] = True
+            elif t > closed:
+                after[i] = True
+                break
+    return inside, after
+
+
+def _without_windows(
+    ts: list[float], ys: list[float], windows: Sequence[WindowEvidence]
+) -> tuple[list[float], list[float]]:
+    """``(ts, ys)`` with the samples the windows distorted left out, and the stretches between
+    them joined at the series' own rate.
+
+    Each stretch of undistorted samples keeps its shape; across a gap the next stretch is moved
+    up or down so that the series crosses the gap at the rate of the stretches around it
+    (:func:`_gap_rate`). What the window changed in the level (tracing's slowdown, memwarden's own
+    work and its estimate) drops out, and the growth, plateau or flatness of the program's
+    untraced stretches decides. A window the run ended in keeps its samples (but not the one after
+    it): they are all there is to say how the run ended. With fewer than :data:`_MIN_KEPT`
+    samples left the series is returned as it is.
+    """
+    if not windows or len(ts) < _MIN_KEPT:
+        return ts, ys
+    inside, after = _distorted(ts, windows)
+    bad = [a or b for a, b in zip(inside, after, strict=True)]
+    if not any(bad):
+        return ts, ys
+    stretches: list[list[int]] = [[]]
+    for i, b in enumerate(bad):
+        if not b:
+            stretches[-1].append(i)
+        elif stretches[-1]:
+            stretches.append([])
+    stretches = [st for st in stretches if st]
+    last_good = stretches[-1][-1] if stretches else -1
+    tail = [i for i in range(last_good + 1, len(ts)) if not after[i]]
+    if tail and stretches:
+        # the run ended in a window: its samples are the only witnesses of how it ended
+        stretches[-1].extend(tail)
+    if sum(len(st) for st in stretches) < _MIN_KEPT:
+        return ts, ys
+    out_t: list[float] = []
+    out_y: list[float] = []
+    shift = 0.0
+    for k, st in enumerate(stretches):
+        if k:
+            before, first = stretches[k - 1][-1], st[0]
+            rate = _gap_rate(ts, ys, stretches[k - 1], st)
+            shift += (ys[first] - ys[before]) - rate * (ts[first] - ts[before])
+        out_t.extend(ts[i] for i in st)
+        out_y.extend(ys[i] - shift for i in st)
+    return out_t, out_y
+
+
+def _gap_rate(ts: Sequence[float], ys: Sequence[float], before: Sequence[int], after: Sequence[int]) -> float:
+    """The rate to cross a gap at: the slower of the stretch after it and the latter half of the one
+    before (each with three points at least; 0 with neither). The slower one, because a stretch
+    before the first window is often the start-up (imports, a first load): a gap crossed at that
+    rate would make a leak of a warm-up that levelled off."""
+    rates = []
+    for idx in (list(before[len(before) // 2 :]), list(after)):
+        if len(idx) >= 3 and ts[idx[-1]] > ts[idx[0]]:
+            rates.append(theil_sen([ts[i] for i in idx], [ys[i] for i in idx])[0])
+    return min(rates) if rates else 0.0
+
+
+def _shifted(windows: Sequence[WindowEvidence], by: float) -> tuple[WindowEvidence, ...]:
+    """The windows with their times relative to a sample ``by`` seconds after the first."""
+    if not by:
+        return tuple(windows)
+    return tuple(dataclasses.replace(w, opened_s=w.opened_s - by, closed_s=w.closed_s - by) for w in windows)
+
+
+def _growth_start(
+    samples: Sequence[Sample],
+    key: str,
+    tr: Trend,
+    cfg: DiagnosisConfig,
+    windows: Sequence[WindowEvidence] = (),
+) -> GrowthStart:
     """When the leak's growth began: at the bend of a hinge fit when the series was flat before
     it (with the Theil-Sen rate of the points after the bend), else at the first sample (it grew
     from the start, a warm-up included; with the trend's rate)."""
-    ts, ys = _primary_series(samples, key)
+    ts, ys = _primary_series(samples, key, windows)
     offset, rate = 0.0, tr.rate_per_s
     if len(ts) >= 2 * cfg.min_samples:
         bend = detect_change(
@@ -500,9 +646,11 @@ def _growth_start(samples: Sequence[Sample], key: str, tr: Trend, cfg: Diagnosis
     return GrowthStart(t=samples[0].t + offset, offset_s=offset, rate_bytes_per_s=rate)
 
 
-def _levelled_off(samples: Sequence[Sample], key: str) -> tuple[float, float] | None:
+def _levelled_off(
+    samples: Sequence[Sample], key: str, windows: Sequence[WindowEvidence] = ()
+) -> tuple[float, float] | None:
     """For a series that grew and then stopped: ``(offset of the bend, how much it rose)``."""
-    ts, ys = _primary_series(samples, key)
+    ts, ys = _primary_series(samples, key, windows)
     if len(ts) < 12:
         return None
     bend = detect_change(ts, ys, max_points=len(ts), min_share=_ONSET_SHARE, continuous=True)
@@ -603,20 +751,76 @@ def _python_rate(
     return pym.rate_per_s if pym is not None else None
 
 
+def _window_rate(samples: Sequence[Sample], key: str, window: WindowEvidence) -> float | None:
+    """The rate of process memory (net of memwarden's own) while ``window`` was open, or None
+    with fewer than three samples inside it."""
+    ts, ys = _malloc_used(samples) if key == LIBC_IN_USE else _rss_net_of_tracing(samples)
+    inside = [(t, y) for t, y in zip(ts, ys, strict=True) if window.opened_s <= t <= window.closed_s + 1e-6]
+    if len(inside) < 3 or inside[-1][0] <= inside[0][0]:
+        return None
+    return theil_sen([t for t, _ in inside], [y for _, y in inside])[0]
+
+
 def _python_explains(
     rss_tr: Trend,
     blocks_tr: Trend | None,
     python_rate: float | None,
     window: WindowEvidence | None,
     cfg: DiagnosisConfig,
+    window_rss_rate: float | None = None,
 ) -> bool:
+    """Whether the Python layers account for the process's growth.
+
+    With a window, its traced growth is compared with the process's growth *in the same
+    window* when there are samples enough inside it: tracing slows the program, so the window
+    saw a fraction of the untraced rate, and comparing it with the untraced RSS trend called
+    a FastAPI app keeping every request body (117 KiB/s traced, RSS 1.4 MiB/s untraced) a
+    native leak. Without such samples it is compared with the whole run's rate.
+    """
     if window is not None and python_rate is not None:
         site_growth = sum(max(0, s.size_diff_bytes) for s in window.sites)
         site_rate = site_growth / window.duration_s if window.duration_s > 0 else 0.0
+        python = max(python_rate, site_rate)
+        if window_rss_rate is not None and window_rss_rate > 0 and window.owns_tracing:
+            slowdown = max(1.0, rss_tr.rate_per_s / window_rss_rate)
+            threshold = max(cfg.min_rate_bytes_per_s / slowdown, cfg.python_share * window_rss_rate)
+            return python >= threshold
         threshold = max(cfg.min_rate_bytes_per_s, cfg.python_share * rss_tr.rate_per_s)
-        return max(python_rate, site_rate) >= threshold
+        return python >= threshold
     # no window: the allocated-block count is the only Python-side witness
     return blocks_tr is not None and blocks_tr.status == "growing" and blocks_tr.significant
+
+
+_BYTES_PER_BLOCK = 48.0
+"""A pymalloc block's size when the pymalloc table was not read (the median object is 32 to 64 B)."""
+
+
+def _blocks_bytes_rate(samples: Sequence[Sample], blocks_tr: Trend | None) -> float:
+    """Bytes/s that a steadily growing allocated-block count stands for (0 when it does not grow):
+    the count's rate times the mean block size pymalloc reported last."""
+    if blocks_tr is None or blocks_tr.status != "growing" or not blocks_tr.significant:
+        return 0.0
+    size = _BYTES_PER_BLOCK
+    for s in reversed(samples):
+        allocated, blocks = s.metrics.get(PYMALLOC_ALLOCATED), s.metrics.get(BLOCKS)
+        if allocated and blocks:
+            size = float(allocated) / float(blocks)
+            break
+    return max(0.0, blocks_tr.rate_per_s) * size
+
+
+def _untraced_python_rate(
+    python_rate: float, rss_rate: float, window: WindowEvidence | None, window_rss_rate: float | None
+) -> float:
+    """The Python-side rate the program has untraced: the window's, times the slowdown tracing
+    caused (the process's rate outside the window over its rate inside), at most the process's
+    own rate; the window's as it is when there is nothing to scale it by."""
+    if window is None or not window.owns_tracing or not window_rss_rate or window_rss_rate <= 0:
+        return python_rate
+    slowdown = rss_rate / window_rss_rate
+    if slowdown <= 1.0 or python_rate <= 0:
+        return python_rate
+    return max(python_rate, min(python_rate * slowdown, rss_rate))
 
 
 def _leak_confidence(
@@ -705,6 +909,31 @@ def _freed_but_kept(
     if ev.trim is not None:
         notes.append(f"malloc_trim(0) gave back {format_bytes(trimmed)} (the run grew {format_bytes(grown)})")
     return notes
+
+
+def _sawtooth_kept(samples: Sequence[Sample]) -> list[str] | None:
+    """Sentences saying RSS grew under a sawtooth of live Python objects with a flat floor, or None.
+
+    A program that piles up garbage and collects it (``gc.disable()`` and a ``gc.collect()``
+    every few seconds) knocks its live blocks down again and again to the same floor; each cycle
+    can leave pymalloc a few more arenas it cannot give back (a pool still in use pins its
+    arena), so RSS's floor creeps up while nothing is kept: the allocator's retention, not a
+    leak. Two knock-downs or more, of at least a quarter of the peak, and lows that rise by under a
+    tenth of the swing.
+    """
+    blocks = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
+    if _refilled_falls(blocks) < 2:
+        return None
+    third = max(2, len(blocks) // 3)
+    low_start, low_end = min(blocks[:third]), min(blocks[-third:])
+    swing = max(blocks) - min(blocks)
+    if swing < 0.25 * max(blocks) or low_end - low_start > 0.1 * swing:
+        return None  # noise around a level is no sawtooth; lows that climb are objects kept
+    return [
+        f"live Python blocks were knocked down {_refilled_falls(blocks)} times to the same floor "
+        f"({low_start:,.0f} then {low_end:,.0f}) while RSS grew: each cycle of garbage left the "
+        "allocator memory it keeps (fragmentation), and nothing is kept alive"
+    ]
 
 
 def _refilled_falls(values: Sequence[float], fall: float = 0.3, rise: float = 0.1) -> int:
