@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -275,11 +276,31 @@ def _assert_recycled_in_time(state: Path, pid: int, ended: float, text: str) -> 
         time.sleep(0.1)
 
 
-def test_uvicorn_closes_a_stream_longer_than_the_drain_cleanly_and_the_worker_exits(tmp_path: Path) -> None:
-    """uvicorn --workers 2: a 60 s stream on a recycled worker ends at the stream deadline.
+def _gthread(port: int) -> list[str]:
+    return [
+        "gunicorn",
+        "-c",
+        "python:memwarden.guards.gunicorn",
+        "-w",
+        "2",
+        "-k",
+        "gthread",
+        "--threads",
+        "2",
+        "-b",
+        f"127.0.0.1:{port}",
+        "leaky:app",
+    ]
+
+
+@pytest.mark.parametrize("argv", [_uvicorn_workers, _gthread], ids=["uvicorn", "gthread"])
+def test_a_stream_longer_than_the_drain_is_closed_cleanly_and_the_worker_exits(
+    tmp_path: Path, argv: Callable[[int], list[str]]
+) -> None:
+    """uvicorn --workers 2, gunicorn gthread: a 60 s stream on a recycled worker ends at the stream deadline.
 
     The client reads a complete, terminated chunked response (whole lines, no reset); the worker
-    exits through the graceful path; no request fails.
+    exits through the graceful path, before the drain deadline; no request fails.
     """
     import httpx
 
@@ -287,16 +308,19 @@ def test_uvicorn_closes_a_stream_longer_than_the_drain_cleanly_and_the_worker_ex
     log = tmp_path / "server.log"
     done = threading.Event()
     failed: list[str] = []
-    with server(_uvicorn_workers(port), _long_lived_env(tmp_path), port, log):
+    with server(argv(port), _long_lived_env(tmp_path), port, log):
         loader = threading.Thread(target=_load_until, args=(port, done, failed))
-        with httpx.stream("GET", f"http://127.0.0.1:{port}/stream?chunks=600&delay=0.1", timeout=30) as r:
-            pid = int(r.headers["x-pid"])
-            loader.start()
-            try:
+        try:
+            with httpx.stream("GET", f"http://127.0.0.1:{port}/stream?chunks=600&delay=0.1", timeout=30) as r:
+                pid = int(r.headers["x-pid"])
+                loader.start()
                 body = r.read().decode()  # raises on a reset or a chunked body cut short
-            finally:
                 ended = time.monotonic()
-                done.set()
+            # closed at once, as a client does after a complete response (gthread's graceful
+            # close waits up to 2 s for the client's FIN)
+        finally:
+            done.set()
+            if loader.is_alive():
                 loader.join()
     text = log.read_text()
     assert failed == [], f"{len(failed)} failed, e.g. {failed[:3]}\n{text[-3000:]}"

@@ -28,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,8 @@ from typing import Any
 from ..exceptions import UsageError
 from .config import GuardConfig
 from .recycle import WorkerGuard
+
+log = logging.getLogger("memwarden.guards")
 
 
 class _State:
@@ -80,28 +84,71 @@ class GuardedWSGI:
 
     Once the worker drains, every response closes its connection: gunicorn drops an app's
     ``Connection`` header, so the guard tells gunicorn's response itself (``force_close``, reached
-    through the ``start_response`` gunicorn passes, a bound method of it).
+    through the ``start_response`` gunicorn passes, a bound method of it). A streamed body (any
+    iterable but a list, a tuple or gunicorn's file wrapper) with no ``Content-Length`` still
+    running at ``stream_close_at`` of the drain deadline is ended between two chunks: gunicorn
+    then writes the last chunk, so the client gets a complete response, and the connection closes
+    (no keep-alive linger).
     """
 
-    def __init__(self, app: Callable[..., Any], guard: WorkerGuard) -> None:
+    def __init__(self, app: Callable[..., Any], guard: WorkerGuard, *, stream_close_at: float = 0.8) -> None:
         self.app = app
         self.guard = guard
+        self.stream_close_at = stream_close_at
 
     def __call__(self, environ: Any, start_response: Callable[..., Any]) -> Any:
         guard = self.guard
         guard.check(request_end=False)
+        resp = getattr(start_response, "__self__", None)  # gunicorn's Response
+        force_close = getattr(resp, "force_close", None)
 
         def guarded_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
             guard.check()  # may block: a worker over its budget holds this response for its turn
-            if guard.draining:
-                force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
-                if callable(force_close):
-                    force_close()
+            if guard.draining and callable(force_close):
+                force_close()
             if exc_info is None:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
-        return self.app(environ, guarded_start_response)
+        body = self.app(environ, guarded_start_response)
+        wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(body, (list, tuple)) or (isinstance(wrapper, type) and isinstance(body, wrapper)):
+            return body
+        return _BoundedStream(body, self, resp)
+
+    def stream_deadline_passed(self) -> bool:
+        started = self.guard.drain_started
+        if started is None:
+            return False
+        return time.monotonic() >= started + self.guard.drain_s * self.stream_close_at
+
+
+class _BoundedStream:
+    """A streamed WSGI body that ends between two chunks once the drain's stream deadline passed."""
+
+    def __init__(self, body: Any, owner: GuardedWSGI, resp: Any) -> None:
+        self.body = body
+        self.owner = owner
+        self.resp = resp
+        self.cut = False
+
+    def __iter__(self) -> Any:
+        for chunk in self.body:
+            yield chunk
+            # only a body with no Content-Length can end early and still be whole (chunked, or
+            # ended by the close); one with a length runs on until the drain deadline
+            if getattr(self.resp, "response_length", 0) is None and self.owner.stream_deadline_passed():
+                self.cut = True
+                force_close = getattr(self.resp, "force_close", None)
+                if callable(force_close):
+                    force_close()
+                log.warning("memwarden: ending a streamed response at the drain's stream deadline")
+                return
+
+    def close(self) -> None:
+        close = getattr(self.body, "close", None)
+        if callable(close):
+            close()
 
 
 def _outstanding(worker: Any) -> Callable[[], int] | None:
