@@ -136,3 +136,78 @@ def test_the_gpu_step_releases_torchs_cache_through_the_policy() -> None:
     assert calls == [1]
     assert results[0].action == "gpu_empty_cache"
     assert results[0].details["released"] is True and results[0].details["gpu_freed_bytes"] == 2 << 30
+
+
+async def _slow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A stream, or a WebSocket, that says one thing and then stays quiet for a minute."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "hello"})
+        await asyncio.sleep(60)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"0\n", "more_body": True})
+    await asyncio.sleep(60)
+
+
+def test_quiet_streams_and_websockets_are_ended_from_outside_at_the_deadline(tmp_path: Path) -> None:
+    """An app that sends nothing more still has its stream ended (more_body False) and its WebSocket closed (1001), then stops."""
+    value = [50 * MiB]
+    cfg = GuardConfig(Budget(limit_bytes=100 * MiB, min_lifetime_s=0))
+    mw = MemoryGuardMiddleware(_slow_app, config=cfg, guard_factory=lambda rec: _guard(tmp_path, value, []))
+    mw.recycle_signal = 0
+    sent: dict[str, list[dict[str, Any]]] = {"http": [], "websocket": []}
+
+    async def call(kind: str) -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect" if kind == "websocket" else "http.request"}
+
+        async def send(message: Any) -> None:
+            sent[kind].append(dict(message))
+
+        await mw({"type": kind, "path": "/", "client": ("127.0.0.1", 9)}, receive, send)
+
+    async def run() -> float:
+        tasks = [asyncio.ensure_future(call(k)) for k in ("http", "websocket")]
+        await asyncio.sleep(0.05)
+        t0 = asyncio.get_running_loop().time()
+        mw._close_streams()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return asyncio.get_running_loop().time() - t0
+
+    took = asyncio.run(run())
+    assert took < 3  # the apps slept for a minute: they were cancelled after the cut's grace
+    assert sent["http"][-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert sent["websocket"][-1] == {"type": "websocket.close", "code": 1001, "reason": "server recycling"}
+    assert mw.in_flight == 0 and not mw._long
+
+
+def test_the_recycle_signal_waits_while_a_websocket_is_open(tmp_path: Path) -> None:
+    """uvicorn would close a WebSocket at once (1012) on the signal: the signal is held until the deadline closes it."""
+    value = [50 * MiB]
+    cfg = GuardConfig(Budget(limit_bytes=100 * MiB, min_lifetime_s=0))
+    mw = MemoryGuardMiddleware(_slow_app, config=cfg, guard_factory=lambda rec: _guard(tmp_path, value, []))
+    mw.recycle_signal = 0
+
+    async def run() -> tuple[bool, bool]:
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect"}
+
+        async def send(message: Any) -> None:
+            pass
+
+        task = asyncio.ensure_future(
+            mw({"type": "websocket", "path": "/", "client": ("h", 1)}, receive, send)
+        )
+        await asyncio.sleep(0.05)
+        mw._told = set()
+        mw._signal()
+        held = not mw._signalled
+        mw._close_streams()
+        await asyncio.wait_for(task, 5)
+        await asyncio.sleep(0.05)
+        return held, mw._signalled
+
+    held, signalled = asyncio.run(run())
+    assert held and signalled

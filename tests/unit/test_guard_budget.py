@@ -211,6 +211,77 @@ def test_a_young_worker_is_not_recycled_however_high_it_spikes(tmp_path: Path) -
     guard.drain_ended()
 
 
+def test_the_guard_keeps_a_reserve_for_what_its_open_connections_may_still_send(tmp_path: Path) -> None:
+    """With 4 open connections and 1 MiB per request, it recycles at 96 MiB of 100 (not 100), and says why."""
+    read = Values([0])
+    guard, recycled = _guard(tmp_path, read)
+    over: list[int] = []
+    guard.outstanding = lambda: 4
+    guard.on_over = lambda: over.append(1)
+    states = []
+    for mib in range(70, 101):
+        read.set(mib * MiB)
+        states.append(guard.check())
+        guard.check(request_end=False)  # a check that is not a request's end leaves the mean alone
+        if guard.draining:
+            break
+    assert guard.growth_bytes == MiB
+    assert states[-1] == "draining" and states.count("draining") == 1
+    assert mib == 96, f"recycled at {mib} MiB"
+    assert guard.reserve_bytes == 4 * MiB
+    assert recycled == ["rss 96 MiB + 4.0 MiB in flight >= budget 100 MiB"]
+    assert over == [1]
+    guard.drain_ended()
+
+
+def test_the_reserve_is_never_more_than_the_soft_margin_nor_taken_below_soft(tmp_path: Path) -> None:
+    """A burst of growth and 1,000 connections reserve at most hard - soft (20 MiB): no recycle below soft (80 MiB)."""
+    read = Values([0])
+    guard, recycled = _guard(tmp_path, read)
+    guard.outstanding = lambda: 1000
+    for mib in (10, 40, 79):  # 34.5 MiB a request on average
+        read.set(mib * MiB)
+        assert guard.check() == "ok"
+    assert guard.reserve_bytes == 0
+    read.set(80 * MiB)
+    assert guard.check() == "draining"
+    assert guard.reserve_bytes == 20 * MiB
+    assert len(recycled) == 1
+    guard.drain_ended()
+
+
+def test_guarded_wsgi_closes_the_connection_of_the_response_that_crosses_the_budget(tmp_path: Path) -> None:
+    """Checked before the app and at start_response: the crossing response's gunicorn Response is force-closed."""
+    from memwarden.guards.gunicorn import GuardedWSGI
+
+    read = Values([50 * MiB])
+    guard, recycled = _guard(tmp_path, read)
+
+    class Response:  # gunicorn's start_response is a bound method of its Response
+        closed = False
+
+        def start_response(
+            self, status: str, headers: list[tuple[str, str]], exc_info: object = None
+        ) -> None:
+            self.status = status
+
+        def force_close(self) -> None:
+            self.closed = True
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        read.set(int(environ["leak_to"]))  # type: ignore[call-overload]
+        start_response("200 OK", [])  # type: ignore[operator]
+        return [b"ok"]
+
+    wrapped = GuardedWSGI(app, guard)
+    first, second = Response(), Response()
+    assert wrapped({"leak_to": 60 * MiB}, first.start_response) == [b"ok"]
+    assert not first.closed and recycled == []
+    wrapped({"leak_to": 101 * MiB}, second.start_response)
+    assert second.closed and second.status == "200 OK" and len(recycled) == 1
+    guard.drain_ended()
+
+
 def test_a_step_that_frees_enough_stops_the_ladder() -> None:
     """After 'collect' brings the value under the target, trim and recycle are never taken."""
     read = Values([60 * MiB])

@@ -123,6 +123,9 @@ class MemoryGuardMiddleware:
         self._signalled = False
         self._stopped_accepting = False
         self._signal_handle: asyncio.TimerHandle | None = None
+        self._long: set[_LongLived] = set()
+        self._signal_held = False
+        self._cuts: set[asyncio.Future[None]] = set()
 
     # -- the guard, made in the worker ----------------------------------------------------
 
@@ -147,6 +150,10 @@ class MemoryGuardMiddleware:
                     state_dir=cfg.guard_dir,
                     blocking_wait=False,
                 )
+            if self.guard.outstanding is None:
+                self.guard.outstanding = self.recent_connections
+            if self.guard.on_over is None:
+                self.guard.on_over = self._stop_accepting_once
         return self.guard
 
     def recycle(self, reason: str) -> None:
@@ -185,11 +192,19 @@ class MemoryGuardMiddleware:
             with contextlib.suppress(Exception):
                 loop.remove_reader(fd)
 
+    def _websockets_open(self) -> bool:
+        return any(c.websocket and not c.done for c in self._long)
+
     def _maybe_signal(self) -> None:
         if self._told is not None and not self._told:
             self._signal()
 
     def _signal(self) -> None:
+        if self._websockets_open() and not self.closing_streams:
+            # uvicorn's shutdown closes a WebSocket at once (1012): hold the signal until the
+            # WebSockets end, or until the stream deadline closes them (1001)
+            self._signal_held = True
+            return
         if not self._signalled:
             self._signalled = True
             if self._signal_handle is not None:
@@ -197,9 +212,32 @@ class MemoryGuardMiddleware:
             os.kill(os.getpid(), self.recycle_signal)
 
     def _close_streams(self) -> None:
+        """At the stream deadline: end every open stream and WebSocket now, then let the worker go."""
         if self.in_flight:
             log.warning("memwarden: closing %d long-lived responses at the drain deadline", self.in_flight)
         self.closing_streams = True
+        cuts = [fut for conn in list(self._long) if (fut := conn.cut()) is not None]
+        if self._told is None:
+            return
+
+        async def signal_after_cuts() -> None:  # the recycle was armed: nothing holds it back now
+            if cuts:
+                await asyncio.wait(cuts, timeout=_LongLived.CUT_GRACE_S)
+            self._signal()
+
+        self._track(asyncio.ensure_future(signal_after_cuts()))
+
+    def _track(self, fut: asyncio.Future[None]) -> None:
+        self._cuts.add(fut)
+        fut.add_done_callback(self._cuts.discard)
+
+    def recent_connections(self) -> int:
+        """Connections used in the last ``keepalive_s``: what a stopping worker may still be sent."""
+        loop = self._loop
+        if loop is None:
+            return 0
+        now = loop.time()
+        return sum(1 for seen in self._conns.values() if now - seen < self.keepalive_s)
 
     # -- ASGI ------------------------------------------------------------------------------
 
@@ -225,77 +263,148 @@ class MemoryGuardMiddleware:
         else:
             await self.app(scope, receive, send)
 
+    async def _hold_while_waiting(self, guard: WorkerGuard, request_end: bool) -> None:
+        if guard.check(request_end=request_end) == "waiting":
+            # another worker drains: this one is next. Take no new connections, and hold this
+            # request (the loop keeps running) until our turn comes.
+            self._stop_accepting_once()
+            while guard.check(request_end=False) == "waiting":
+                await asyncio.sleep(0.02)
+
+    async def _run(self, conn: _LongLived, scope: Scope, receive: Receive, send: Send) -> None:
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        except _StreamClosed:
+            pass
+        except asyncio.CancelledError:
+            task = conn.task
+            if not conn.cancelled or task is None:
+                raise
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()  # our own cancel, of an app that outlived its cut: it has ended
+        finally:
+            self.in_flight -= 1
+            self._long.discard(conn)
+            if conn.timer is not None:
+                conn.timer.cancel()
+
     async def _http(self, guard: WorkerGuard, scope: Scope, receive: Receive, send: Send) -> None:
-        state = {"started": False, "done": False, "closes": False}
-        conn = scope.get("client")
-        key = (conn, id(state))
+        client = scope.get("client")
         loop = self._loop
-        if loop is not None and conn is not None:
-            self._conns[conn] = loop.time()
+        if loop is not None and client is not None:
+            self._conns[client] = loop.time()
             if len(self._conns) > 4096:  # bounded: forget the oldest half
                 for old in sorted(self._conns, key=self._conns.__getitem__)[:2048]:
                     del self._conns[old]
+        await self._hold_while_waiting(guard, request_end=False)  # a check before the request too
+        conn = _LongLived(self, send, websocket=False)
 
         async def guarded_send(message: Message) -> None:
-            if state["done"]:
-                raise _StreamClosed()
             mtype = message.get("type")
             if mtype == "http.response.start":
-                if guard.check() == "waiting":
-                    # another worker drains: this one is next. Take no new connections, and hold
-                    # this response (the loop keeps running) until our turn comes.
-                    self._stop_accepting_once()
-                    while guard.check() == "waiting":
-                        await asyncio.sleep(0.02)
+                await self._hold_while_waiting(guard, request_end=True)
                 if guard.draining:
                     headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
                     headers.append((b"connection", b"close"))
                     message = {**message, "headers": headers}
-                    state["closes"] = True
-                state["started"] = True
-            elif mtype == "http.response.body":
-                if self.closing_streams and state["started"]:
-                    state["done"] = True
-                    await send(
-                        {"type": "http.response.body", "body": message.get("body", b""), "more_body": False}
-                    )
-                    raise _StreamClosed()
-                if not message.get("more_body", False):
-                    state["done"] = True
-            await send(message)
+                    conn.closes = True
+            elif mtype == "http.response.body" and self.closing_streams and conn.started:
+                await conn.finish(message.get("body", b""))
+                raise _StreamClosed()
+            await conn.send(message)
 
-        self.in_flight += 1
-        self._open.add(key)
         try:
-            await self.app(scope, receive, guarded_send)
-        except _StreamClosed:
-            pass
+            await self._run(conn, scope, receive, guarded_send)
         finally:
-            self.in_flight -= 1
-            self._open.discard(key)
-            if state["closes"] and self._told is not None:
-                self._told.discard(conn)
+            if conn.closes and self._told is not None:
+                self._told.discard(client)
                 self._maybe_signal()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        closed = {"done": False}
+        conn = _LongLived(self, send, websocket=True)
 
         async def guarded_send(message: Message) -> None:
-            if closed["done"]:
+            if self.closing_streams and message.get("type") == "websocket.send" and conn.started:
+                await conn.finish()
                 raise _StreamClosed()
-            if self.closing_streams and message.get("type") == "websocket.send":
-                closed["done"] = True
-                await send({"type": "websocket.close", "code": 1001, "reason": "server recycling"})
-                raise _StreamClosed()
-            await send(message)
+            await conn.send(message)
 
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, guarded_send)
-        except _StreamClosed:
-            pass
-        finally:
-            self.in_flight -= 1
+        await self._run(conn, scope, receive, guarded_send)
+        if self._signal_held and not self._websockets_open():
+            self._signal()  # the last WebSocket ended by itself: the held signal goes now
+
+
+class _LongLived:
+    """One response (or WebSocket) of the middleware: its sends, and how to end it at the deadline.
+
+    A response that has started (or a WebSocket once accepted) counts as long-lived; ``cut()`` ends
+    it from outside the app, cleanly, between two of its sends: the last body chunk
+    (``more_body: False``), or a WebSocket close with code 1001. The app's next send raises
+    :class:`_StreamClosed` (the middleware catches it); an app that sends nothing more within
+    ``CUT_GRACE_S`` is cancelled (it has nothing left to say on a closed response).
+    """
+
+    CUT_GRACE_S = 1.0
+
+    def __init__(self, mw: MemoryGuardMiddleware, send: Send, *, websocket: bool) -> None:
+        self.mw = mw
+        self._send = send
+        self.websocket = websocket
+        self.lock = asyncio.Lock()
+        self.started = False
+        self.done = False
+        self.closes = False
+        self.cancelled = False
+        self.task = asyncio.current_task()
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def send(self, message: Message) -> None:
+        async with self.lock:
+            if self.done:
+                raise _StreamClosed()
+            mtype = message.get("type")
+            if mtype in ("http.response.start", "websocket.accept"):
+                self.started = True
+                self.mw._long.add(self)
+            elif mtype == "websocket.close" or (
+                mtype == "http.response.body" and not message.get("more_body", False)
+            ):
+                self.done = True
+            await self._send(message)
+
+    async def finish(self, body: bytes = b"") -> None:
+        """End it now: the last chunk, or close code 1001."""
+        async with self.lock:
+            if self.done:
+                return
+            self.done = True
+            if self.websocket:
+                await self._send({"type": "websocket.close", "code": 1001, "reason": "server recycling"})
+            else:
+                await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def cut(self) -> asyncio.Future[None] | None:
+        """From the event loop, outside the app: finish, then cancel an app that lingers on."""
+        if self.done or not self.started:
+            return None
+        loop = asyncio.get_running_loop() if self.mw._loop is None else self.mw._loop
+
+        def cancel() -> None:
+            task = self.task
+            if task is not None and not task.done() and self in self.mw._long:
+                self.cancelled = True
+                task.cancel()
+
+        async def finish_then_wait() -> None:
+            with contextlib.suppress(Exception):
+                await self.finish()
+            self.timer = loop.call_later(self.CUT_GRACE_S, cancel)
+
+        fut = asyncio.ensure_future(finish_then_wait())
+        self.mw._track(fut)
+        return fut
 
 
 __all__ = ["MemoryGuardMiddleware", "supervised"]

@@ -26,6 +26,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ EVIDENCE_KEEP = 20
 """The state folder keeps the newest this many evidence files (one per recycle)."""
 EXIT_DRAIN_DEADLINE = 75
 """The exit status of a worker whose drain outlived its deadline (``os._exit``)."""
+GROWTH_WINDOW = 16
+"""How many requests the growth of one request is averaged over (:attr:`WorkerGuard.growth_bytes`)."""
 
 
 def _prune(folder: Path, pattern: str, keep: int) -> None:
@@ -120,6 +123,16 @@ class WorkerGuard:
     action. ``lock_wait_s`` is how long a worker over its hard limit waits (blocked, heartbeating)
     for another's recycle before it recycles anyway (logged); ``blocking_wait=False`` (event loops)
     makes :meth:`check` answer ``"waiting"`` instead of blocking. ``state_dir`` holds the lock, the evidence and exit files.
+
+    **In flight.** A worker that stops cannot refuse what clients already sent it: a request written
+    on a kept-alive connection before the client saw ``Connection: close`` must be answered, and it
+    grows the worker too. ``outstanding()`` (given by the integration) says how many such requests
+    the worker may still have to answer (its open connections); above the soft threshold the guard
+    keeps that many requests' growth (:attr:`growth_bytes`, the mean over the last
+    :data:`GROWTH_WINDOW` requests), at most ``hard - soft``, as a reserve: it starts the recycle once
+    the measure plus the reserve reaches the budget, so what is in flight lands inside it.
+    ``on_over()`` runs once, the moment the worker must go (before it waits for the lock): the
+    integration stops accepting connections there.
     """
 
     def __init__(
@@ -138,6 +151,8 @@ class WorkerGuard:
         lock_wait_s: float = 120.0,
         blocking_wait: bool = True,
         on_deadline: Callable[[], None] | None = None,
+        outstanding: Callable[[], int] | None = None,
+        on_over: Callable[[], None] | None = None,
         read: Callable[[], int] | None = None,
         resolved: ResolvedBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -173,6 +188,12 @@ class WorkerGuard:
             record=self._record_action,
         )
         self.recycle_allowed = "recycle" in steps
+        if "trim" in steps or "caches" in steps:
+            # open the C library now (ctypes and all): the way out should allocate as little as it
+            # can, since it runs with the worker at its budget
+            from ..probes.libc import _default_libc
+
+            _default_libc()
         self.draining = False
         self.state = "ok"
         self.peak_bytes = 0
@@ -182,6 +203,11 @@ class WorkerGuard:
         self._check_lock = threading.Lock()
         self._drain_done = threading.Event()
         self.drain_started: float | None = None
+        self.outstanding = outstanding
+        self.on_over = on_over
+        self._over_told = False
+        self._ends: deque[int] = deque(maxlen=GROWTH_WINDOW + 1)
+        self.reserve_bytes = 0
 
     # -- records ---------------------------------------------------------------------------
 
@@ -218,35 +244,69 @@ class WorkerGuard:
 
     def __call__(self, tick: Tick) -> None:
         """As a monitor observer: check on each tick (for workers with no per-request hook)."""
-        self.check()
+        self.check(request_end=False)
 
-    def check(self) -> str:
-        """Measure and act; the state: ``ok``, ``soft``, ``young``, ``waiting`` or ``draining``."""
+    @property
+    def growth_bytes(self) -> int:
+        """The mean growth of one request over the last :data:`GROWTH_WINDOW` (0 until two are seen)."""
+        ends = self._ends
+        if len(ends) < 2:
+            return 0
+        return max(0, (ends[-1] - ends[0]) // (len(ends) - 1))
+
+    def _reserve(self, value: int) -> int:
+        """What the requests this worker may still have to answer would add (0 below soft)."""
+        r = self.resolved
+        if self.outstanding is None or value < r.soft_bytes:
+            return 0
+        try:
+            n = max(0, int(self.outstanding()))
+        except Exception:
+            return 0
+        return min(n * self.growth_bytes, max(0, r.hard_bytes - r.soft_bytes))
+
+    def check(self, *, request_end: bool = True) -> str:
+        """Measure and act; the state: ``ok``, ``soft``, ``young``, ``waiting`` or ``draining``.
+
+        ``request_end`` says a request's work is done (its response is about to go): the value
+        feeds :attr:`growth_bytes`. Checks before a request, after its body, or on a tick pass False.
+        """
         if self.draining:
             return "draining"
         with self._check_lock:  # threads wait here while one of them waits for the recycle lock
-            self.state = "draining" if self.draining else self._check()
+            self.state = "draining" if self.draining else self._check(request_end)
             return self.state
 
-    def _check(self) -> str:
+    def _over(self, value: int) -> bool:
+        self.reserve_bytes = self._reserve(value)
+        return value + self.reserve_bytes >= self.resolved.hard_bytes
+
+    def _check(self, request_end: bool = True) -> str:
         r = self.resolved
         value = self.read()
         self.checks += 1
+        if request_end:
+            self._ends.append(value)
         self.peak_bytes = max(self.peak_bytes, value)
         if value < r.rearm_bytes:
             self._soft_armed = True
             self._hard_climbed = False
-        if value >= r.hard_bytes:
+        if self._over(value):
             if not self._hard_climbed:
                 self._hard_climbed = True
                 self.ladder.climb("over the hard budget", value, r.soft_bytes, r.measure, allow_recycle=False)
                 value = self.read()
-                if value < r.hard_bytes:
+                if not self._over(value):
                     return "soft"
             if not self.recycle_allowed:
                 return "soft"
             if self.lifetime_s() < r.min_lifetime_s:
                 return "young"
+            if not self._over_told:
+                self._over_told = True
+                if self.on_over is not None:
+                    with contextlib.suppress(Exception):
+                        self.on_over()
             got = self._take_lock()
             if got is None:
                 return "waiting"
@@ -254,7 +314,12 @@ class WorkerGuard:
                 log.warning(
                     "memwarden: waited %.0f s for the recycle lock; recycling anyway", self.lock_wait_s
                 )
-            self.begin_recycle(f"{r.measure} {value >> 20} MiB >= budget {r.hard_bytes >> 20} MiB", value)
+            in_flight = ""
+            if self.reserve_bytes:
+                in_flight = f" + {self.reserve_bytes / (1 << 20):.1f} MiB in flight"
+            self.begin_recycle(
+                f"{r.measure} {value >> 20} MiB{in_flight} >= budget {r.hard_bytes >> 20} MiB", value
+            )
             return "draining"
         if value >= r.soft_bytes:
             if self._soft_armed:
@@ -311,7 +376,12 @@ class WorkerGuard:
                 budget=budget,
                 monitor=self.monitor,
                 actions=self.actions,
-                extra={"lifetime_s": self.lifetime_s(), "checks": self.checks, "peak_bytes": self.peak_bytes},
+                extra={
+                    "lifetime_s": self.lifetime_s(),
+                    "checks": self.checks,
+                    "peak_bytes": self.peak_bytes,
+                    "reserve_bytes": self.reserve_bytes,
+                },
             )
             write_evidence(self.state_dir / f"evidence-{pid}.json", doc, self.monitor)
             _prune(self.state_dir, "evidence-*.json", EVIDENCE_KEEP)
@@ -323,6 +393,7 @@ class WorkerGuard:
             "value_bytes": value,
             "peak_bytes": self.peak_bytes,
             "lifetime_s": self.lifetime_s(),
+            "reserve_bytes": self.reserve_bytes,
             "budget": budget,
             "evidence": str(self.state_dir / f"evidence-{pid}.json"),
         }

@@ -1,8 +1,10 @@
 """A service that leaks about 1 MB per request, in WSGI (``app``) and ASGI (``asgi_app``) forms.
 
 ``/leak`` keeps 1 MiB (touched, so it is resident) in a module-level list and answers the pid;
-``/stream?chunks=N&delay=S`` streams N numbered lines, one every S seconds (no leak); ``/pid``
-answers the pid.
+``/stream?chunks=N&delay=S`` streams N numbered lines, one every S seconds (no leak; its
+``x-pid`` header names the worker); ``/pid`` answers the pid. The ASGI form also has a WebSocket,
+``/ws?messages=N&delay=S``: it sends its pid, then N numbered messages one every S seconds, then
+closes with 1000.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes] | list[
     path = environ.get("PATH_INFO", "/")
     if path == "/stream":
         chunks, delay = _params(environ.get("QUERY_STRING", ""))
-        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Pid", str(os.getpid()))])
 
         def gen() -> Iterator[bytes]:
             for i in range(chunks):
@@ -54,14 +56,16 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _websocket(scope, receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
     if path == "/stream":
         chunks, delay = _params(scope.get("query_string", b"").decode())
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
-        )
+        headers = [(b"content-type", b"text/plain"), (b"x-pid", str(os.getpid()).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         for i in range(chunks):
             await asyncio.sleep(delay)
             await send({"type": "http.response.body", "body": f"{i}\n".encode(), "more_body": True})
@@ -76,6 +80,19 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    q = parse_qs(scope.get("query_string", b"").decode())
+    messages, delay = int(q.get("messages", ["20"])[0]), float(q.get("delay", ["0.1"])[0])
+    await send({"type": "websocket.send", "text": str(os.getpid())})
+    for i in range(messages):
+        await asyncio.sleep(delay)
+        await send({"type": "websocket.send", "text": str(i)})
+    await send({"type": "websocket.close", "code": 1000})
 
 
 def guarded_asgi_app() -> Any:
