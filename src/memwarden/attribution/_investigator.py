@@ -255,7 +255,11 @@ class Investigator:
         window = TracemallocWindow(frames=self.config.frames)
         # The census walks the whole heap and allocates a little per object: before tracing
         # starts, it is 10-20x cheaper (0.05 s against 0.8 s for 170,000 objects under 16 frames).
+        census_started = time.perf_counter()
         census_before = self._census() if self.config.census else None
+        # the window opens when tracing starts, after the census (0.5 s on a heap of 2 million
+        # objects): the samples taken before that saw the program untraced
+        mono += time.perf_counter() - census_started
         self._opened_at.append(mono)
         try:
             window.open()

@@ -41,6 +41,8 @@ from ..metrics import (
     LIBC_MMAPPED_BYTES,
     MEMWARDEN_ATTRIBUTED_RSS_BYTES,
     OBJECTS_ALLOCATED_BLOCKS,
+    OBJECTS_GC_COLLECTIONS_GEN0,
+    OBJECTS_GC_COUNT_GEN0,
     PROCESS_RSS_BYTES,
     PYMALLOC_ALLOCATED_BLOCK_BYTES,
     PYMALLOC_ARENA_BYTES,
@@ -156,7 +158,7 @@ def classify(
         )
 
     primary_key = RSS if any(s.metrics.get(RSS) is not None for s in samples) else LIBC_IN_USE
-    windows = ev.windows  # the trends are judged with the windows' distortion taken out
+    windows = _windows_of(samples, ev.windows)  # the trends are judged with their distortion taken out
     rss_tr = _trend(trend_samples, primary_key, cfg, windows=windows)
     blocks_tr = _trend(trend_samples, BLOCKS, cfg, bytes_series=False, windows=windows)
     recent = _recent(trend_samples, primary_key, cfg, duration, windows)
@@ -234,6 +236,21 @@ def classify(
         window_rss = _window_rate(samples, primary_key, window) if window is not None else None
         python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg, window_rss)
         blocks_bytes = _blocks_bytes_rate(samples, blocks_tr)
+        unbounded = _unbounded_cache_at_site(caches, sites) if not python_explains else None
+        if unbounded is not None:
+            # an unbounded lru_cache at the growing site keeps Python objects, whatever share of
+            # them a short window saw (strings over 512 B are not pymalloc blocks either)
+            python_explains = True
+            add(
+                "cache.unbounded",
+                f"the growing site is {unbounded.name}, an unbounded lru_cache growing "
+                f"{unbounded.growth_per_s:,.0f} entries/s: what it keeps is Python's",
+                cache=unbounded.name,
+                currsize=unbounded.currsize,
+            )
+            if python_rate is None or python_rate < rss_tr.rate_per_s:
+                growth["python"] = python_rate = rss_tr.rate_per_s
+                growth["native"] = 0.0
         if not python_explains and blocks_bytes >= cfg.python_share * rss_tr.rate_per_s:
             # the window saw a fraction (a dict's table doubling between two windows' edges, a
             # window too short), but the block count, which tracing does not slow, grows with RSS
@@ -317,6 +334,9 @@ def classify(
             and python_rate is not None
             and python_rate >= cfg.min_rate_bytes_per_s
             and python_rate * duration >= cfg.min_growth_bytes
+            # a full bounded cache replacing its entries: the window traced the new ones, not the
+            # frees of the old (made before it opened)
+            and _full_bounded_cache(caches, sites) is None
         )
         if hidden_python_leak:
             # objects keep piling up, but into memory the allocator already held
@@ -410,6 +430,16 @@ def _full_bounded_cache(caches: Sequence[CacheGrowthInfo], sites: tuple[Site, ..
     return None
 
 
+def _unbounded_cache_at_site(
+    caches: Sequence[CacheGrowthInfo], sites: tuple[Site, ...]
+) -> CacheGrowthInfo | None:
+    """An unbounded cache growing by at least 100 entries a second whose function is a top site."""
+    for c in caches:
+        if c.maxsize is None and c.growth_per_s >= 100 and _in_top_sites(c, sites):
+            return c
+    return None
+
+
 def _in_top_sites(cache: CacheGrowthInfo, sites: Sequence[Site]) -> bool:
     """Whether a cache's function is the function of one of the top three growing sites."""
     names = {(s.function or "").rsplit(".", 1)[-1] for s in sites[:3]} - {""}
@@ -445,7 +475,7 @@ def _trend(
     cfg: DiagnosisConfig,
     *,
     bytes_series: bool = True,
-    windows: Sequence[WindowEvidence] = (),
+    windows: _Windows | None = None,
 ) -> Trend | None:
     if key in (LIBC_IN_USE, RSS):
         ts, ys = _primary_series(samples, key, windows)
@@ -500,7 +530,7 @@ def _recent(
     key: str,
     cfg: DiagnosisConfig,
     duration: float,
-    windows: Sequence[WindowEvidence] = (),
+    windows: _Windows | None = None,
 ) -> tuple[Trend, float, float] | None:
     """For a long run: the trend of ``key`` over its recent part, and that part's first and last
     monotonic times; ``None`` for a shorter run or too few recent samples to say."""
@@ -521,7 +551,7 @@ _ONSET_SHARE = 0.05
 
 
 def _primary_series(
-    samples: Sequence[Sample], key: str, windows: Sequence[WindowEvidence] = ()
+    samples: Sequence[Sample], key: str, windows: _Windows | None = None
 ) -> tuple[list[float], list[float]]:
     """Process memory net of memwarden's own, with the tracemalloc windows taken out (see
     :func:`_without_windows`)."""
@@ -531,6 +561,70 @@ def _primary_series(
 
 _MIN_KEPT = 6
 """Samples outside the windows needed to judge a trend on them alone."""
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """The tracemalloc windows a series is judged without, and whether to leave out the samples
+    of one the run ended in."""
+
+    windows: tuple[WindowEvidence, ...] = ()
+    drop_tail: bool = False
+
+
+_CRAWL = 3.0
+"""A window that slowed the program's work this many times over says nothing of how it ended."""
+_MIN_WORK_EVENTS = 20
+"""Collections of generation 0 needed before a window to measure the program's pace by them."""
+
+
+def _windows_of(samples: Sequence[Sample], windows: Sequence[WindowEvidence]) -> _Windows:
+    """The windows, and whether the last one, if the run ended in it, slowed the program to a crawl.
+
+    The program's pace is measured by its own work: generation-0 collections happen every 700
+    net container allocations (``gc_collections_gen0`` x 700 + ``gc_count_gen0``), however
+    slowly the allocations come. A slow leak under heavy churn ran 9x slower in its window (14
+    collections a second before it, 1.6 inside): its RSS looked flat there, and the run, which
+    ended in it, read as a plateau. The pace before the window must be even (its two halves within
+    a factor of two): a pandas program's work makes containers in bursts, and no pace can be read
+    from them.
+    """
+    if not windows or len(samples) < 2:
+        return _Windows(tuple(windows))
+    last = windows[-1]
+    t0 = samples[0].mono
+    if not last.owns_tracing or any(s.mono - t0 > last.closed_s + 1e-6 for s in samples[:-1]):
+        return _Windows(tuple(windows))  # the run went on after it (its own last sample aside)
+
+    def work(s: Sample) -> float | None:
+        c, n = s.metrics.get(OBJECTS_GC_COLLECTIONS_GEN0), s.metrics.get(OBJECTS_GC_COUNT_GEN0)
+        return None if c is None or n is None else float(c) * 700.0 + float(n)
+
+    before = [
+        (s.mono - t0, w) for s in samples if s.mono - t0 <= last.opened_s and (w := work(s)) is not None
+    ]
+    inside = [
+        (s.mono - t0, w)
+        for s in samples
+        if last.opened_s < s.mono - t0 <= last.closed_s + 1e-6 and (w := work(s)) is not None
+    ]
+    if len(before) < 3 or len(inside) < 2:
+        return _Windows(tuple(windows))
+    start = next((i for i, (t, _) in enumerate(before) if t >= min(1.0, before[-1][0] / 2)), 0)
+    (ta, wa), (tb, wb) = before[start], before[-1]
+    if tb <= ta or (wb - wa) < _MIN_WORK_EVENTS * 700.0:
+        return _Windows(tuple(windows))  # too little work to measure a pace by
+    pace_before = (wb - wa) / (tb - ta)
+    mid = before[(start + len(before) - 1) // 2]
+    paces = [
+        (mid[1] - wa) / (mid[0] - ta) if mid[0] > ta else 0.0,
+        (wb - mid[1]) / (tb - mid[0]) if tb > mid[0] else 0.0,
+    ]
+    if min(paces) < 0.5 * max(paces):
+        return _Windows(tuple(windows))  # an uneven pace (numpy work makes few containers): no yardstick
+    (tc, wc), (td, wd) = (before[-1][0], before[-1][1]), inside[-1]
+    pace_inside = max(wd - wc, 0.0) / (td - tc) if td > tc else pace_before
+    return _Windows(tuple(windows), drop_tail=pace_inside * _CRAWL <= pace_before)
 
 
 def _distorted(ts: Sequence[float], windows: Sequence[WindowEvidence]) -> tuple[list[bool], list[bool]]:
@@ -555,7 +649,7 @@ def _distorted(ts: Sequence[float], windows: Sequence[WindowEvidence]) -> tuple[
 
 
 def _without_windows(
-    ts: list[float], ys: list[float], windows: Sequence[WindowEvidence]
+    ts: list[float], ys: list[float], distortion: _Windows | None
 ) -> tuple[list[float], list[float]]:
     """``(ts, ys)`` with the samples the windows distorted left out, and the stretches between
     them joined at the series' own rate.
@@ -565,12 +659,13 @@ def _without_windows(
     (:func:`_gap_rate`). What the window changed in the level (tracing's slowdown, memwarden's own
     work and its estimate) drops out, and the growth, plateau or flatness of the program's
     untraced stretches decides. A window the run ended in keeps its samples (but not the one after
-    it): they are all there is to say how the run ended. With fewer than :data:`_MIN_KEPT`
-    samples left the series is returned as it is.
+    it): they are all there is to say how the run ended; unless it slowed the program to a crawl
+    (``drop_tail``, see :func:`_windows_of`), when they say nothing of it. With fewer than
+    :data:`_MIN_KEPT` samples left the series is returned as it is.
     """
-    if not windows or len(ts) < _MIN_KEPT:
+    if distortion is None or not distortion.windows or len(ts) < _MIN_KEPT:
         return ts, ys
-    inside, after = _distorted(ts, windows)
+    inside, after = _distorted(ts, distortion.windows)
     bad = [a or b for a, b in zip(inside, after, strict=True)]
     if not any(bad):
         return ts, ys
@@ -583,7 +678,7 @@ def _without_windows(
     stretches = [st for st in stretches if st]
     last_good = stretches[-1][-1] if stretches else -1
     tail = [i for i in range(last_good + 1, len(ts)) if not after[i]]
-    if tail and stretches:
+    if tail and stretches and not distortion.drop_tail:
         # the run ended in a window: its samples are the only witnesses of how it ended
         stretches[-1].extend(tail)
     if sum(len(st) for st in stretches) < _MIN_KEPT:
@@ -613,11 +708,14 @@ def _gap_rate(ts: Sequence[float], ys: Sequence[float], before: Sequence[int], a
     return min(rates) if rates else 0.0
 
 
-def _shifted(windows: Sequence[WindowEvidence], by: float) -> tuple[WindowEvidence, ...]:
+def _shifted(windows: _Windows | None, by: float) -> _Windows | None:
     """The windows with their times relative to a sample ``by`` seconds after the first."""
-    if not by:
-        return tuple(windows)
-    return tuple(dataclasses.replace(w, opened_s=w.opened_s - by, closed_s=w.closed_s - by) for w in windows)
+    if not by or windows is None:
+        return windows
+    moved = tuple(
+        dataclasses.replace(w, opened_s=w.opened_s - by, closed_s=w.closed_s - by) for w in windows.windows
+    )
+    return dataclasses.replace(windows, windows=moved)
 
 
 def _growth_start(
@@ -625,7 +723,7 @@ def _growth_start(
     key: str,
     tr: Trend,
     cfg: DiagnosisConfig,
-    windows: Sequence[WindowEvidence] = (),
+    windows: _Windows | None = None,
 ) -> GrowthStart:
     """When the leak's growth began: at the bend of a hinge fit when the series was flat before
     it (with the Theil-Sen rate of the points after the bend), else at the first sample (it grew
@@ -647,7 +745,7 @@ def _growth_start(
 
 
 def _levelled_off(
-    samples: Sequence[Sample], key: str, windows: Sequence[WindowEvidence] = ()
+    samples: Sequence[Sample], key: str, windows: _Windows | None = None
 ) -> tuple[float, float] | None:
     """For a series that grew and then stopped: ``(offset of the bend, how much it rose)``."""
     ts, ys = _primary_series(samples, key, windows)

@@ -1,0 +1,181 @@
+"""The verdict is judged without the distortion of memwarden's own tracemalloc windows.
+
+Tracing slows an allocating program several times over while a window is open, and the
+attribution work after it leaves memory that memwarden's estimate of its own RSS does not fully
+take out. These tests replay series shaped like the runs that fooled the classifier (a FastAPI
+app keeping request bodies, a slow leak under churn ending in its window, a bounded cache
+replacing entries, a collector's sawtooth) and check the verdict and the evidence it gives.
+"""
+
+from __future__ import annotations
+
+import random
+
+from memwarden.diagnosis._classify import classify
+from memwarden.diagnosis._evidence import Evidence, WindowEvidence
+from memwarden.diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame
+from memwarden.testing import samples_from_series
+
+MiB = 1024 * 1024
+KiB = 1024
+
+
+def _window(opened: float, closed: float, traced: int, function: str = "ingest") -> WindowEvidence:
+    site = Site("app.py", 9, function, traced, 500, (SourceFrame("app.py", 9, function),))
+    return WindowEvidence(
+        opened_s=opened,
+        closed_s=closed,
+        frames=16,
+        owns_tracing=True,
+        traced_start_bytes=0,
+        traced_end_bytes=traced,
+        sites=(site,),
+        holders=(Holder("builtins.list", "app.BODIES[<int>]", "module_global"),),
+    )
+
+
+def _jitter(n: int, scale: float, seed: int = 3) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.gauss(0, scale) for _ in range(n)]
+
+
+def _codes(v: object) -> list[str]:
+    return [e.code for e in v.evidence_items]  # type: ignore[attr-defined]
+
+
+def test_a_leak_slowed_to_a_crawl_in_its_window_is_still_a_leak_and_python_s() -> None:
+    """RSS grows 1 MiB/s untraced and 0.1 MiB/s while the window is open (tracing slowed the app 10x);
+    the window traced 0.1 MiB/s. Judged on the same footing, the growth is Python's, at about the
+    untraced rate; the samples after the window keep growing, so it is a leak, not a plateau."""
+    interval, n = 0.25, 60  # 15 s
+    window = (4.0, 7.0)
+    rss: list[float] = []
+    level = 60 * MiB
+    for i in range(n):
+        t = i * interval
+        rate = 0.1 * MiB if window[0] < t <= window[1] else 1.0 * MiB
+        level += rate * interval
+        rss.append(level)
+    rss = [r + e for r, e in zip(rss, _jitter(n, 20 * KiB), strict=True)]
+    traced = [
+        (t - window[0]) * 100 * KiB if window[0] < t <= window[1] else None
+        for t in (i * interval for i in range(n))
+    ]
+    samples = samples_from_series(
+        {"process.rss_bytes": rss, "tracing.traced_bytes": traced}, interval=interval
+    )
+    v = classify(samples, Evidence(windows=(_window(*window, traced=300 * KiB),)))
+    assert v.verdict == "python_leak", v.evidence
+    assert "window.slowdown" in _codes(v)
+    python = v.growth_bytes_per_s["python"]
+    assert python is not None and python > 0.5 * MiB  # scaled back up from the traced 0.1 MiB/s
+
+
+def test_the_same_run_compared_with_the_untraced_rate_alone_would_be_native() -> None:
+    """The control for the test above: with no RSS samples inside the window, the traced 0.1 MiB/s is
+    compared with the whole run's 1 MiB/s and under a quarter of it: native. The window's own
+    footing is what makes the difference."""
+    interval, n = 1.0, 16
+    rss = [60 * MiB + i * MiB for i in range(n)]
+    samples = samples_from_series({"process.rss_bytes": rss}, interval=interval)
+    v = classify(samples, Evidence(windows=(_window(4.0, 4.9, traced=90 * KiB),)))
+    assert v.verdict == "native_leak"
+
+
+def test_a_run_that_ended_in_a_window_that_slowed_its_work_is_judged_on_what_came_before() -> None:
+    """A slow leak under churn: untraced, 14 collections of generation 0 a second and RSS rising
+    0.4 MiB/s; its window (which the run ended in) slowed the work 9x, and RSS looks flat there.
+    The flat tail is the window's doing: the verdict is a leak, not a plateau."""
+    interval, n = 0.25, 32  # the window opens at 3 s and the run ends in it at 8 s
+    rss, blocks, collections = [], [], []
+    level, count, gen0 = 24 * MiB, 94_000.0, 50.0
+    for i in range(n):
+        t = i * interval
+        inside = t > 3.0
+        level += (0.04 if inside else 0.4) * MiB * interval
+        count += (1_000 if inside else 10_000) * interval
+        gen0 += (1.5 if inside else 14.0) * interval
+        rss.append(level)
+        blocks.append(count)
+        collections.append(round(gen0))
+    samples = samples_from_series(
+        {
+            "process.rss_bytes": [r + e for r, e in zip(rss, _jitter(n, 8 * KiB), strict=True)],
+            "objects.allocated_blocks": blocks,
+            "objects.gc_collections_gen0": collections,
+            "objects.gc_count_gen0": [100.0] * n,
+        },
+        interval=interval,
+    )
+    v = classify(samples, Evidence(windows=(_window(3.0, 8.0, traced=30 * KiB, function="remember"),)))
+    assert v.verdict == "python_leak", (v.verdict, v.evidence)
+
+
+def test_without_a_measure_of_the_work_a_flat_window_at_the_end_is_a_plateau() -> None:
+    """The same shape with no gc counters to measure the program's pace by: the window's samples are
+    all there is of the end, and they are flat: a plateau (memwarden does not guess a slowdown)."""
+    interval, n = 0.25, 32
+    rss = [24 * MiB + min(i * interval, 3.0) * 0.4 * MiB for i in range(n)]
+    samples = samples_from_series({"process.rss_bytes": rss}, interval=interval)
+    v = classify(samples, Evidence(windows=(_window(3.0, 8.0, traced=30 * KiB, function="remember"),)))
+    assert v.verdict in ("plateau", "stable"), v.verdict
+
+
+def test_a_steadily_growing_block_count_makes_the_growth_python_s() -> None:
+    """A dict growing by 500k blocks/s (its table doubles between windows, which see a fifth of the
+    bytes): the block count, which tracing does not slow, accounts for the RSS growth."""
+    interval, n = 0.5, 20
+    rss = [40 * MiB + i * 15 * MiB for i in range(n)]
+    blocks = [100_000 + i * 250_000 for i in range(n)]
+    samples = samples_from_series(
+        {"process.rss_bytes": rss, "objects.allocated_blocks": blocks}, interval=interval
+    )
+    v = classify(samples, Evidence(windows=(_window(3.0, 3.9, traced=5 * MiB, function="handle"),)))
+    assert v.verdict == "python_leak", v.evidence
+    assert "python.blocks_witness" in _codes(v)
+
+
+def test_a_collector_sawtooth_whose_rss_floor_creeps_is_retention_not_a_native_leak() -> None:
+    """gc disabled, a collect every 2 s: live blocks saw between the same floor and a peak; RSS's floor
+    creeps up 1.7 MiB/s (arenas each cycle leaves pymalloc). Nothing is kept: allocator retention."""
+    interval, n = 0.25, 34
+    blocks, rss = [], []
+    for i in range(n):
+        phase = (i * interval) % 2.0
+        blocks.append(94_000 + phase * 200_000)
+        rss.append(34 * MiB + i * interval * 1.7 * MiB + phase * 9 * MiB)
+    samples = samples_from_series(
+        {"process.rss_bytes": rss, "objects.allocated_blocks": blocks}, interval=interval
+    )
+    v = classify(samples, Evidence())
+    assert v.verdict == "allocator_retention", (v.verdict, v.evidence)
+    assert "retention.freed_into_malloc" in _codes(v)
+
+
+def test_a_full_bounded_cache_replacing_entries_is_a_plateau_even_when_the_window_traced_a_lot() -> None:
+    """An lru_cache(maxsize=10000), full, replacing entries: the window traces the new entries
+    (11 MiB/s) but not the frees of the old ones, and blocks creep. It cannot grow: plateau."""
+    interval, n = 0.25, 24
+    rss = [30 * MiB + min(i * interval, 1.3) * 12 * MiB + i * 30 * KiB for i in range(n)]
+    blocks = [100_000 + i * 280 for i in range(n)]
+    samples = samples_from_series(
+        {"process.rss_bytes": rss, "objects.allocated_blocks": blocks}, interval=interval
+    )
+    cache = CacheGrowthInfo("__main__.render", "lru_cache", 10_000, 10_000, 1600.0)
+    ev = Evidence(windows=(_window(2.8, 3.9, traced=13 * MiB, function="render"),), caches=(cache,))
+    v = classify(samples, ev)
+    assert v.verdict == "plateau", (v.verdict, v.evidence)
+
+
+def test_an_unbounded_cache_at_the_growing_site_is_a_python_leak_at_the_process_rate() -> None:
+    """lru_cache(maxsize=None) keeping 900-byte strings (not pymalloc blocks): a short window saw a
+    thirtieth of the growth; the unbounded cache at the site says whose it is."""
+    interval, n = 0.25, 24
+    rss = [25 * MiB + i * interval * 250 * MiB for i in range(n)]
+    samples = samples_from_series({"process.rss_bytes": rss}, interval=interval)
+    cache = CacheGrowthInfo("__main__.render", "lru_cache", None, 1_200_000, 200_000.0)
+    ev = Evidence(windows=(_window(2.6, 3.6, traced=10 * MiB, function="render"),), caches=(cache,))
+    v = classify(samples, ev)
+    assert v.verdict == "python_leak", (v.verdict, v.evidence)
+    assert "cache.unbounded" in _codes(v)
+    assert v.growth_bytes_per_s["python"] == v.growth_bytes_per_s["rss"]
