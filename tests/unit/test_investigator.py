@@ -102,3 +102,36 @@ def test_suspect_growth_wants_most_steps_up() -> None:
     one_step = samples_from_series({"process.rss_bytes": [100 * MIB] * 3 + [101 * MIB] * 3})
     assert suspect_growth(steady, since_mono=0.0) is not None
     assert suspect_growth(one_step, since_mono=0.0) is None
+
+
+INTO_SOURCE = textwrap.dedent(
+    """\
+    def remember_into(kept, n):
+        for i in range(n):
+            kept.append({"request": [i], "payload": f"{i:08d}" + "x" * 120})  # the leak
+    """
+)
+
+
+def test_a_window_closed_in_the_programs_own_thread_finds_its_locals(tmp_path: Path) -> None:
+    """A window that closes in the thread whose function holds the leak (a Monitor stopped in main())
+    names that function's local as the holder, not '<not found>'."""
+    (tmp_path / "mw_leaky_into.py").write_text(INTO_SOURCE)
+    sys.path.insert(0, str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        app = importlib.import_module("mw_leaky_into")
+        # young objects are looked at last (survivors first): in pytest's big heap that takes a while
+        config = InvestigatorConfig(
+            warmup_s=0.0, window_s=2.0, census=False, gpu_history=False, sample_budget_s=20.0
+        )
+        requests: list[dict[str, object]] = []
+        rising = [100 * MIB + i * MIB for i in range(8)]
+        window = _drive(rising, config, lambda: app.remember_into(requests, 300)).evidence().windows[0]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("mw_leaky_into", None)
+    name = "test_a_window_closed_in_the_programs_own_thread_finds_its_locals"
+    paths = [h.path for h in window.holders]
+    assert paths and all(p.startswith(f"{__name__}:{name}() locals.requests[<int>]") for p in paths), paths
+    assert window.holders[0].root_kind == "frame_local"

@@ -498,3 +498,14 @@ def test_a_long_series_is_analysed() -> None:
     assert trend.n == 100_000
     assert trend.status == "growing"
     assert trend.rate_per_s == pytest.approx(10 * KB, rel=0.02)
+
+
+def test_a_rise_is_dated_by_when_it_got_there_not_by_the_run_before_it() -> None:
+    """A cache filling in seconds says how long it took to get there (never 'in 0.0 s' for a fast one)."""
+    t = [float(i) for i in range(30)]
+    y = [100 * MB + 36 * MB * (1 - math.exp(-i / 1.5)) + (i % 3) * 20_000 for i in range(30)]
+    trend = analyse(t, y)
+    assert "levelled off" in trend.reason, trend.reason
+    took = float(trend.reason.split(" in ", 1)[1].split(" s,", 1)[0])
+    # 90 % of the rise is there at about 3.5 s (1.5 s * ln 10)
+    assert 3.0 <= took <= 5.0, trend.reason

@@ -92,6 +92,9 @@ class _Root:
     obj: object
     label: str
     kind: Literal["module", "frame"]
+    user: bool = False
+    """Whether the root is the user's own (``__main__``, a user module, a frame of user code): a
+    path from it into a library's object internals is cut at the object the user reaches."""
 
 
 def find_holders(
@@ -270,15 +273,23 @@ class _Search:
             objs = _resolve(root.obj, ids)
             resolved.append((root, objs) if objs is not None else "<path changed while it was being read>")
         out: list[Holder] = []
+        roles: dict[type, str] = {}
         for target, item in zip(targets, resolved, strict=True):
             type_name = qualified_type_name(type(target))
             if isinstance(item, str):
                 out.append(Holder(type_name, item, "unknown"))
             else:
                 root, objs = item
-                path, kind = _PathWriter(root, objs).write()
+                writer = _PathWriter(root, objs)
+                path, kind = writer.write()
+                cut = writer.cut(self.places, roles)
+                if cut is not None:  # the path entered a library's internals: stop at the user's owner
+                    path, end = cut
+                    objs = objs[: end + 1]
+                    type_name = qualified_type_name(type(objs[-1]))
                 bound = _full_bound(objs[-2]) if len(objs) >= 2 else None
-                out.append(Holder(type_name, path, kind, bound, len(objs) - 1))
+                via = tuple(qualified_type_name(type(o)) for o in objs[1:-1])
+                out.append(Holder(type_name, path, kind, bound, len(objs) - 1, via=via))
         return tuple(out)
 
 
@@ -349,11 +360,11 @@ def _roots(places: CodePlaces, include_current_thread: bool) -> list[_Root]:
     modules.sort(key=lambda item: (item[0], item[1]))
     roots: list[_Root] = []
     seen_dicts: set[int] = set()
-    for _, name, namespace in modules:
+    for rank, name, namespace in modules:
         if id(namespace) in seen_dicts:
             continue
         seen_dicts.add(id(namespace))
-        roots.append(_Root(namespace, name, "module"))
+        roots.append(_Root(namespace, name, "module", user=rank <= 1))
     roots.extend(_frame_roots(places, include_current_thread))
     return roots
 
@@ -361,6 +372,7 @@ def _roots(places: CodePlaces, include_current_thread: bool) -> list[_Root]:
 def _frame_roots(places: CodePlaces, include_current_thread: bool) -> list[_Root]:
     names = {t.ident: t.name for t in threading.enumerate()}
     me = threading.get_ident()
+    main_ident = threading.main_thread().ident
     roots: list[_Root] = []
     for ident, top in sys._current_frames().items():
         if ident == me and not include_current_thread:
@@ -381,11 +393,25 @@ def _frame_roots(places: CodePlaces, include_current_thread: bool) -> list[_Root
                     local_vars = dict(frame.f_locals)
                 except Exception:  # a frame that cannot show its locals keeps nothing we can see
                     local_vars = {}
-                label = f"<thread {thread_name}> {module}:{qualname}() locals"
-                roots.append(_Root(local_vars, label, "frame"))
+                roots.append(
+                    _Root(
+                        local_vars,
+                        frame_label(thread_name, module, qualname, main_thread=ident == main_ident),
+                        "frame",
+                        user=places.is_user(code.co_filename),
+                    )
+                )
             frame = frame.f_back
         del frame
     return roots
+
+
+def frame_label(thread: str, module: object, qualname: str, *, main_thread: bool) -> str:
+    """How a frame's locals are named as a root: ``main() locals`` for the program's own main
+    function, ``app.cli:main() locals`` in another module, ``<thread worker-1> app.jobs:run()
+    locals`` in another thread."""
+    where = f"{qualname}()" if module == "__main__" else f"{module}:{qualname}()"
+    return f"{where} locals" if main_thread else f"<thread {thread}> {where} locals"
 
 
 def _key_label(key: object) -> str:
@@ -474,6 +500,8 @@ class _PathWriter:
         self.objs = objs
         self.special: RootKind | None = None
         self.first_is_class = False
+        self.marks: list[tuple[str, int]] = []
+        """The text written so far after each hop, and the index in ``objs`` of the object it reached."""
 
     def _mark(self, kind: RootKind) -> None:
         if self.special is None:
@@ -494,9 +522,11 @@ class _PathWriter:
                 self._mark("closure")
                 text = self._closure(text, parent, var, i)
                 i += 3 if i + 3 <= last else 2
+                self.marks.append((text, i))
                 continue
             text, pending = self._hop(text, parent, child, mode=hop_mode, i=i, pending=pending)
             i += 1
+            self.marks.append((text, i))
         if self.root.kind == "frame":
             kind: RootKind = "frame_local"
         elif self.special is not None:
@@ -506,6 +536,33 @@ class _PathWriter:
         else:
             kind = "module_global"
         return text, kind
+
+    def cut(self, places: CodePlaces, roles: dict[type, str]) -> tuple[str, int] | None:
+        """Where the written path should stop: ``(text, index in objs)``, or None to keep it whole.
+
+        A path from the user's own root (``__main__``, a user module, a frame of user code) is
+        cut before the first hop into a library object's internals (a private attribute, an
+        unnamed reference, a set member or dict key), so that it ends at the object the user
+        holds: ``KEPT[<int>]`` (a ``pandas.DataFrame``), not ``KEPT[<int>]._mgr.<ref tuple>``.
+        Public attributes and items of library objects are kept (``handler.buffer[<int>]``).
+        """
+        if not self.root.user:
+            return None
+        in_library = False
+        prev_text, prev_index = self.root.label, 0
+        for text, index in self.marks:
+            segment = text[len(prev_text) :] if text.startswith(prev_text) else None
+            if segment == "":
+                continue  # into an instance's own __dict__: the owner is still the instance
+            if in_library and segment is not None and _is_internal_hop(segment):
+                return (prev_text, prev_index) if prev_index > 0 else None
+            role = _type_role(type(self.objs[index]), places, roles)
+            if role == "library":
+                in_library = True
+            elif role == "user":
+                in_library = False
+            prev_text, prev_index = text, index
+        return None
 
     def _hop(
         self, text: str, parent: object, child: object, *, mode: str, i: int, pending: list[str]
@@ -623,6 +680,38 @@ class _PathWriter:
         return f"<closure of {text}>.{var}"
 
 
+_NEUTRAL_MODULES = frozenset({"builtins", "collections", "array", "types", "weakref", "_collections"})
+"""Modules whose types are plain containers and language objects: neither the user's nor a library's."""
+
+
+def _type_role(tp: type, places: CodePlaces, cache: dict[type, str]) -> str:
+    """``"user"``, ``"library"`` or ``"neutral"`` (containers, functions, modules, memwarden's) for a type.
+
+    ``cache`` lives as long as one search: a module-level one would keep the types, and through
+    their methods' globals whole modules, alive.
+    """
+    role = cache.get(tp)
+    if role is not None:
+        return role
+    module = type_module(tp)
+    if tp in (_LRU_WRAPPER, _THREAD_LOCAL) or module is None or module in _NEUTRAL_MODULES:
+        role = "neutral"  # named by the path writer itself: `f <lru_cache>`, a thread-local's attributes
+    elif is_memwarden_module(module):
+        role = "neutral"
+    elif module == "__main__":
+        role = "user"
+    else:
+        filename = module_file(sys.modules.get(module))
+        role = "library" if filename is None or places.kind(filename) != "user" else "user"
+    cache[tp] = role
+    return role
+
+
+def _is_internal_hop(segment: str) -> bool:
+    """Whether a written hop reaches into an object's internals (``._mgr``, ``.<ref tuple>``, ``{…}``)."""
+    return segment.startswith(("._", ".<", "{", " <"))
+
+
 def _static_attr(owner: object, name: str) -> object:
     """An attribute read from a module's or class's own namespace (no descriptors run)."""
     namespace = module_namespace(owner)
@@ -653,11 +742,14 @@ def summarise_paths(paths: Iterable[Holder]) -> list[Holder]:
     Paths already name dict keys and list positions by type (``[<str>]``, ``[<int>]``); here
     thread names that differ only by a number (``Thread-3``, ``Thread-7``) are merged too.
     """
-    counts: dict[tuple[str, str, str, int, str | None], int] = {}
+    counts: dict[tuple[str, str, str, int, str | None, tuple[str, ...]], int] = {}
     for p in paths:
-        key = (p.type, _shape(p.path), p.root_kind, p.depth, p.bound)
-        counts[key] = counts.get(key, 0) + 1
-    patterns = [Holder(t, path, kind, bound, depth, n) for (t, path, kind, depth, bound), n in counts.items()]
+        key = (p.type, _shape(p.path), p.root_kind, p.depth, p.bound, p.via)
+        counts[key] = counts.get(key, 0) + p.count
+    patterns = [
+        Holder(t, path, kind, bound, depth, n, via)
+        for (t, path, kind, depth, bound, via), n in counts.items()
+    ]
     patterns.sort(key=lambda p: (-p.count, p.depth, p.path))
     return patterns
 

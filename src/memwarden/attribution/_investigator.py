@@ -344,9 +344,9 @@ class Investigator:
         tick.record(EVENT_WINDOW, evidence.to_json())
 
     def _census(self) -> Any:
-        from ..probes.objects import census
+        from ._census import program_census
 
-        return census(top=None)
+        return program_census()  # memwarden's own objects left out, str and bytes counted
 
     def _types_grown(self, before: Any) -> tuple[TypeGrowth, ...]:
         from ..probes.objects import census_diff
@@ -385,10 +385,15 @@ class Investigator:
     def _holders_for(self, samples: list[object]) -> tuple[Holder, ...]:
         if not samples:
             return ()
-        from ._holders import find_holders, summarise_paths
+        from ._holders import search_holders, summarise_paths
 
+        # the calling thread's frames too: a Monitor stopped inside main() concludes here, in main's
+        # thread, and main's locals are what holds the objects (memwarden's own frames are skipped)
+        search = search_holders(
+            samples, time_budget_s=self.config.holder_budget_s, include_current_thread=True
+        )
         holders: dict[tuple[str, str, str, str | None], Holder] = {}
-        for h in summarise_paths(find_holders(samples, time_budget_s=self.config.holder_budget_s)):
+        for h in summarise_paths(search.paths):
             # patterns that differ only in depth are one holder to the reader: keep the commonest
             holders.setdefault((h.type, h.path, h.root_kind, h.bound), h)
         # a sample caught in flight (a request's temporaries) has no holder: say so only if none was found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,21 +28,33 @@ def advise(
         out.extend(_python_leak(sites, types, holders, caches))
     elif verdict == "native_leak":
         owner = kept_owner(sites, holders)
-        if owner is not None:
+        if owner is not None and owner_kind(owner[1]) == "python_buffer":
+            # bytes, str, bytearray: Python's own allocator gives their memory out, tracemalloc sees it
             site, holder = owner
             out.append(
-                f"{holder.path} keeps {holder.type} objects made at {site.file}:{site.line}, and each owns memory "
-                f"outside Python's heap: bound that container or drop the references. For tensors and arrays, "
-                f"keep only what you need of them (a number with .item(), a summary) rather than the object: it "
-                f"holds its whole storage and, with requires_grad, its autograd graph."
+                f"{holder.path} keeps {holder.type} objects made at {site.file}:{site.line}: their memory is "
+                f"Python's own (tracemalloc traces it), so this is a Python leak held by "
+                f"{container_of(holder.path)}: bound it (collections.deque(maxlen=N), an LRU) or drop entries "
+                f"once they are handled."
             )
-        out.append(
-            "The growth is outside Python's allocators: look at C extensions, ctypes/cffi allocations that are never "
-            "freed, and native libraries (run `memray run --native` or heaptrack on a short reproduction)."
-        )
-        out.append(
-            "If the growth tracks threads, cap glibc's per-thread arenas with MALLOC_ARENA_MAX=2 and compare."
-        )
+        else:
+            if owner is not None:
+                site, holder = owner
+                out.append(
+                    f"{holder.path} keeps {holder.type} objects made at {site.file}:{site.line}, and each owns "
+                    f"memory outside Python's heap: bound that container or drop the references. For tensors and "
+                    f"arrays, keep only what you need of them (a number with .item(), a summary) rather than the "
+                    f"object: it holds its whole storage and, with requires_grad, its autograd graph."
+                )
+            else:
+                out.extend(_by_kind(holders, types))
+            out.append(
+                "The growth is outside Python's allocators: look at C extensions, ctypes/cffi allocations that are "
+                "never freed, and native libraries (run `memray run --native` or heaptrack on a short reproduction)."
+            )
+            out.append(
+                "If the growth tracks threads, cap glibc's per-thread arenas with MALLOC_ARENA_MAX=2 and compare."
+            )
     elif verdict == "allocator_retention":
         out.append(
             "Not a leak: the memory will be reused for new allocations. If the peak matters, avoid building the "
@@ -97,7 +110,10 @@ def _python_leak(
             continue  # not found, or the same container seen from one level up or down
         seen.append(path)
         low = path.lower()
-        if h.bound is not None:
+        kind = owner_kind(h, types)
+        if kind is not None and h.bound is None and (kind_advice := _kind_sentence(kind, h)) is not None:
+            out.append(kind_advice)
+        elif h.bound is not None:
             out.append(
                 f"The objects sit in {path}, a {h.bound}: that container cannot grow. If memory still grows, it is "
                 f"in what holds it (more such containers: one per conversation, request or key that never "
@@ -131,8 +147,8 @@ def _python_leak(
             out.append(f"{path} grows inside a running function: bound it or drop entries once handled.")
         else:
             out.append(
-                f"Bound {path}: evict old entries (cachetools.LRUCache(maxsize=N) or TTLCache), or hold values "
-                f"with weakref.WeakValueDictionary if others own them."
+                f"Bound {container_of(path)}: evict old entries (cachetools.LRUCache(maxsize=N) or TTLCache), "
+                f"or hold values with weakref.WeakValueDictionary if others own them."
             )
     type_names = " ".join(t.type for t in types[:5])
     if any(x in type_names for x in _EXC_TYPES) or any(
@@ -148,6 +164,178 @@ def _python_leak(
         out.append(
             f"Objects allocated at {s.file}:{s.line}{fn} are never freed: find who keeps them and bound it."
         )
+    return out
+
+
+# -- advice by what holds the objects ------------------------------------------------------------------
+
+_SESSIONS = {
+    "sqlalchemy.orm.session.Session": "sqlalchemy",
+    "sqlalchemy.orm.scoping.scoped_session": "sqlalchemy",
+    "sqlalchemy.ext.asyncio.session.AsyncSession": "sqlalchemy",
+    "requests.sessions.Session": "http",
+    "httpx.Client": "http",
+    "httpx.AsyncClient": "http",
+    "aiohttp.client.ClientSession": "http",
+}
+_QUEUES = frozenset(
+    {
+        "queue.Queue",
+        "queue.LifoQueue",
+        "queue.PriorityQueue",
+        "queue.SimpleQueue",
+        "_queue.SimpleQueue",
+        "asyncio.queues.Queue",
+        "asyncio.queues.LifoQueue",
+        "asyncio.queues.PriorityQueue",
+        "multiprocessing.queues.Queue",
+        "collections.deque",
+    }
+)
+_FUTURES = frozenset(
+    {
+        "concurrent.futures._base.Future",
+        "_asyncio.Future",
+        "asyncio.futures.Future",
+        "_asyncio.Task",
+        "asyncio.tasks.Task",
+    }
+)
+_FRAMEWORKS = (
+    "flask",
+    "fastapi",
+    "starlette",
+    "django",
+    "celery",
+    "blinker",
+    "prometheus_client",
+    "pydantic",
+)
+_REGISTRY_TYPES = frozenset(
+    {"sqlalchemy.sql.schema.MetaData", "sqlalchemy.orm.decl_api.registry", "logging.Manager"}
+)
+_NATIVE_OWNERS = frozenset(
+    {
+        "numpy.ndarray",
+        "torch.Tensor",
+        "torch.nn.parameter.Parameter",
+        "pandas.DataFrame",
+        "pandas.Series",
+        "pandas.Index",
+        "pyarrow.lib.Table",
+        "pyarrow.lib.RecordBatch",
+        "PIL.Image.Image",
+    }
+)
+_PYTHON_BUFFERS = frozenset({"bytes", "bytearray", "str"})
+_ITEM = re.compile(r"(\[<[^>\]]*>\]|\{…\})+$")
+
+
+def container_of(path: str) -> str:
+    """The container a path's objects sit in: ``app.KEPT`` for ``app.KEPT[<int>]``."""
+    return _ITEM.sub("", path) or path
+
+
+def owner_kind(holder: Holder, types: Sequence[TypeGrowth] = ()) -> str | None:
+    """What kind of thing holds the objects, from the holder's type, the types on its path and the
+    growing types: ``"session"``, ``"logging"``, ``"loggers"``, ``"queue"``, ``"future"``,
+    ``"registry"``, ``"native_owner"`` (each object owns a buffer: arrays, tensors, DataFrames),
+    ``"python_buffer"`` (bytes, str: memory Python's allocator gives out) or None."""
+    names = (*holder.via, holder.type)
+    if any(n in _SESSIONS for n in names):
+        return "session"
+    if ".loggerDict[" in holder.path:
+        return "loggers"
+    growing = {t.type for t in types[:5]}
+    if holder.type == "logging.LogRecord" or any(
+        n.startswith("logging.") and n.endswith("Handler") for n in names
+    ):
+        return "logging"
+    if "logging.LogRecord" in growing and "handler" in holder.path.lower():
+        return "logging"
+    if any(n in _FUTURES for n in names) or (growing & _FUTURES and holder.type in _FUTURES):
+        return "future"
+    if any(n in _QUEUES for n in names):
+        return "queue"
+    if any(n.partition(".")[0] in _FRAMEWORKS or n in _REGISTRY_TYPES for n in names):
+        return "registry"
+    if holder.type in _NATIVE_OWNERS:
+        return "native_owner"
+    if holder.type in _PYTHON_BUFFERS:
+        return "python_buffer"
+    return None
+
+
+def _framework(holder: Holder) -> str:
+    for n in (*holder.via, holder.type):
+        top = n.partition(".")[0]
+        if top in _FRAMEWORKS or n in _REGISTRY_TYPES:
+            return top
+    return "a framework"
+
+
+def _kind_sentence(kind: str, h: Holder) -> str | None:
+    """One piece of advice that fits what holds the objects (None: the generic advice fits)."""
+    path, box = h.path, container_of(h.path)
+    if kind == "session":
+        if any(_SESSIONS.get(n) == "sqlalchemy" for n in (*h.via, h.type)):
+            return (
+                f"{path} is a SQLAlchemy Session kept for the whole run: it holds every object added to it "
+                f"until it is flushed and every object it loaded while they are referenced. Use one session per "
+                f"unit of work (`with Session(engine) as session, session.begin():` per request or batch), or "
+                f"commit and call session.expunge_all() / close() after each batch."
+            )
+        return (
+            f"{path} is an HTTP client session kept for the whole run, and state added per request piles up in "
+            f"it (hooks appended on every call, cookies from every response, adapters mounted again): add hooks "
+            f"and adapters once, clear session.cookies or use a session per job, and close() it when done."
+        )
+    if kind == "logging":
+        return (
+            f"Log records pile up in {box}: a handler that buffers (logging.handlers.MemoryHandler, a handler "
+            f"that appends records to a list) keeps every record, with its arguments and exc_info, until it "
+            f"flushes. Give it a capacity it reaches and a target (MemoryHandler(capacity=N, target=...)), "
+            f"flush() it regularly, or hand records to a QueueHandler whose QueueListener writes them out."
+        )
+    if kind == "loggers":
+        return (
+            f"A new logger is made per name in {box} (a request or user id in the logger's name), and logging "
+            f"keeps every logger for ever: log through one logger per module and put the id in the message or "
+            f"in `extra=`."
+        )
+    if kind == "queue":
+        return (
+            f"{box} is a queue that is filled faster than it is drained, or that nobody drains: give it a bound "
+            f"so producers wait or drop (queue.Queue(maxsize=N), asyncio.Queue(maxsize=N), "
+            f"collections.deque(maxlen=N)), and check that its consumer runs and keeps up."
+        )
+    if kind == "future":
+        return (
+            f"Finished futures pile up in {box}, and each keeps its result (or its exception, traceback and "
+            f"frames) alive: drop a future once its result is read (concurrent.futures.as_completed), keep the "
+            f"results rather than the futures, and keep asyncio tasks in a set with "
+            f"task.add_done_callback(tasks.discard)."
+        )
+    if kind == "registry":
+        return (
+            f"{box} is a registry of {_framework(h)}, and something registers into it on every call (routes, "
+            f"request hooks, signal receivers, mapped classes or models, metrics): register once at start-up, "
+            f"outside the request path."
+        )
+    if kind == "native_owner":
+        return (
+            f"{box} keeps {h.type} objects, and each owns a buffer of its own (its data): bound {box}, or keep "
+            f"only what you need of each (an aggregate, a small .copy() of a slice, a number with .item())."
+        )
+    return None
+
+
+def _by_kind(holders: Sequence[Holder], types: Sequence[TypeGrowth]) -> list[str]:
+    out: list[str] = []
+    for h in holders[:3]:
+        kind = owner_kind(h, types)
+        if not h.path.startswith("<") and kind is not None and (line := _kind_sentence(kind, h)) is not None:
+            out.append(line)
     return out
 
 

@@ -481,8 +481,10 @@ class _Analysis:
                 total = settled - warm.start
                 if tail_flat and total > _RISE_NOISE * level_noise:
                     reached = _reached(level_t, level_y, warm.start + 0.9 * total)
+                    took = reached - ts[0]
+                    within = f"in {format_duration(took)}" if took >= 0.05 else "by the first sample"
                     reason = (
-                        f"rose {amount(total)} in {format_duration(reached - ts[0])}, then levelled off "
+                        f"rose {amount(total)} {within}, then levelled off "
                         f"near {amount(settled)} (last third: {rate(tail.slope)}, {_fmt_p(tail.mk.p_value)})"
                     )
                     return call("plateau", reason, growth=total, levelled_t=reached)
@@ -988,8 +990,11 @@ def _reached(t: list[float], y: list[float], target: float) -> float:
     if len(t) > MAX_EXACT_POINTS:
         t, y = _group_means(t, GROUPS), _group_means(y, GROUPS)
     for i in range(max(1, len(y) - 4)):
-        if statistics.median(y[i : i + 5]) >= target:
-            return t[i]
+        window = y[i : i + 5]
+        if statistics.median(window) >= target:
+            # the first point of that run that is there: a run starting on the low side before a fast
+            # rise would date the rise to the run's start ("rose 36 MiB in 0.0 s")
+            return t[i + next(k for k, v in enumerate(window) if v >= target)]
     return t[-1]
 
 

@@ -111,7 +111,13 @@ class Holder:
     ``frame_local`` or ``unknown``). ``bound`` is set when the container right above the objects is
     bounded and full (a full ``deque(maxlen=N)``): that container cannot grow, though what holds it may.
     ``depth`` counts the references from the root to the object (0 when unknown); ``count`` is how many
-    objects were found held along paths of this shape (1 for one object's path).
+    objects were found held along paths of this shape (1 for one object's path). ``via`` names the
+    types of the objects between the root and the held object, outermost first (``("logging.handlers
+    .MemoryHandler", "list")`` for ``app.log.handler.buffer[<int>]``): what advice is chosen by.
+
+    A path that enters a library's object internals is cut at the object the user reaches (a list of
+    DataFrames reads ``app.KEPT[<int>]``, not ``app.KEPT[<int>]._mgr.<ref tuple>[<int>]``): then
+    ``type`` is that object's type (``pandas.DataFrame``), the owner the user can act on.
 
     :func:`memwarden.find_holders` returns one per object; the verdict lists them collapsed by shape.
     """
@@ -122,6 +128,7 @@ class Holder:
     bound: str | None = None
     depth: int = 0
     count: int = 1
+    via: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,6 +138,7 @@ class Holder:
             "bound": self.bound,
             "depth": self.depth,
             "count": self.count,
+            "via": list(self.via),
         }
 
     @classmethod
@@ -142,6 +150,7 @@ class Holder:
             d.get("bound"),
             int(d.get("depth", 0)),
             int(d.get("count", 1)),
+            tuple(str(v) for v in d.get("via", ())),
         )
 
 

@@ -25,6 +25,7 @@ import fnmatch
 import importlib
 import linecache
 import os
+import re
 import tracemalloc
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -125,6 +126,11 @@ class TracemallocWindow:
         self._frames = frames
         self.exclude: tuple[str, ...] = tuple(exclude) if exclude is not None else default_exclude()
         self._filters = [tracemalloc.Filter(False, pattern) for pattern in self.exclude]
+        # one regex, compiled now: fnmatch would compile (and cache in the standard library) a pattern
+        # per exclusion on first use, inside the window, where a census counts them as the program's
+        self._exclude_match = re.compile(
+            "|".join(fnmatch.translate(os.path.normcase(p)) for p in self.exclude) or "(?!)"
+        ).match
         self._excluded_files: dict[str, bool] = {}
         self.hide_own_work = hide_own_work
         self._places = places if places is not None else default_code_places()
@@ -320,7 +326,7 @@ class TracemallocWindow:
     def _excluded(self, filename: str) -> bool:
         hit = self._excluded_files.get(filename)
         if hit is None:
-            hit = any(fnmatch.fnmatch(filename, f.filename_pattern) for f in self._filters)
+            hit = self._exclude_match(os.path.normcase(filename)) is not None
             if len(self._excluded_files) > 65536:
                 self._excluded_files.clear()
             self._excluded_files[filename] = hit

@@ -5,6 +5,8 @@ Every function takes the plain data and a file object; nothing here computes a f
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
@@ -14,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._format import format_bytes, format_duration, format_rate
-from ..diagnosis._verdict import LEAK_VERDICTS, VERDICT_MEANINGS, Verdict
+from ..diagnosis._verdict import LEAK_VERDICTS, VERDICT_MEANINGS, Site, SourceFrame, Verdict
 from ..metrics import (
     GPU_ALLOCATED_BYTES,
     GPU_INACTIVE_SPLIT_BYTES,
@@ -36,6 +38,7 @@ from ..metrics import (
     PYMALLOC_UTILISATION,
     TRACING_TRACED_BYTES,
 )
+from ..probes._codemap import CodePlaces, default_code_places
 
 _STYLE = {
     "python_leak": "bold red",
@@ -107,7 +110,9 @@ def render_verdict(
     head.append(f"  (confidence {verdict.confidence:.0%}, {verdict.samples} samples over ")
     head.append(f"{format_duration(verdict.duration_s)})")
     con.print(head)
-    con.print(Text(verdict.summary))
+    # sentences that name paths are not wrapped by rich (a path cut in two cannot be copied): the
+    # terminal wraps them, and a log keeps each on one line
+    con.print(Text(verdict.summary), soft_wrap=True)
     meaning = VERDICT_MEANINGS.get(verdict.verdict)
     if meaning and verdict.verdict not in LEAK_VERDICTS:
         con.print(Text(f"  {verdict.verdict}: {meaning}", style="dim"))
@@ -115,7 +120,7 @@ def render_verdict(
         f"{k} {format_rate(v)}" for k, v in verdict.growth_bytes_per_s.items() if v is not None
     )
     if growth:
-        con.print(Text(f"growth: {growth}"))
+        con.print(Text(f"growth: {growth}{_growth_note(verdict)}"), soft_wrap=True)
     began = verdict.growth_began
     if began is not None and began.offset_s > 0:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(began.t))
@@ -125,18 +130,13 @@ def render_verdict(
     if verdict.evidence:
         con.print(Text("evidence:", style="bold"))
         for line in verdict.evidence:
-            con.print(Text(f"  - {line}"))
+            con.print(Text(f"  - {line}"), soft_wrap=True)
     if verdict.sites:
-        table = Table(title=None, show_edge=False, pad_edge=False, box=None)
-        table.add_column("top growing sites", overflow="fold")
-        table.add_column("grew", justify="right")
-        table.add_column("objects", justify="right")
-        for s in verdict.sites[:5]:
-            fn = f" in {s.function}()" if s.function else ""
-            table.add_row(
-                f"{s.file}:{s.line}{fn}", format_bytes(s.size_diff_bytes, signed=True), f"{s.count_diff:+,}"
-            )
-        con.print(table)
+        # the figures first and the place last, on one line each: a path is never wrapped or cut
+        con.print(Text(f"{'grew':>11} {'objects':>10}  top growing sites", style="bold"))
+        for label, s in site_rows(verdict.sites[:5]):
+            grew = format_bytes(s.size_diff_bytes, signed=True)
+            con.print(Text(f"{grew:>11} {s.count_diff:>+10,}  {label}"), soft_wrap=True)
     if verdict.types:
         con.print(
             Text(
@@ -145,11 +145,17 @@ def render_verdict(
                     f"{t.type} ({t.count_diff:+,}, {format_bytes(t.size_diff_bytes, signed=True)})"
                     for t in verdict.types[:5]
                 )
-            )
+            ),
+            soft_wrap=True,
         )
-    for h in verdict.holders[:3]:
+    found = [h for h in verdict.holders[:3] if not h.path.startswith("<")]
+    for h in found:
         bound = f", {h.bound}" if h.bound else ""
-        con.print(Text(f"held by: {h.path}  [{h.type}, {h.root_kind}{bound}]"))
+        con.print(Text(f"held by: {h.path}  [{h.type}, {h.root_kind}{bound}]"), soft_wrap=True)
+    if verdict.holders and not found and verdict.verdict in LEAK_VERDICTS:
+        con.print(
+            Text("held by: not found (only a C extension or the C stack refers to the objects)", style="dim")
+        )
     for c in verdict.caches[:5]:
         bound = "unbounded" if c.maxsize is None else f"maxsize {c.maxsize:,}"
         con.print(
@@ -165,7 +171,90 @@ def render_verdict(
     if verdict.advice:
         con.print(Text("what to do:", style="bold"))
         for line in verdict.advice:
-            con.print(Text(f"  * {line}"))
+            con.print(Text(f"  * {line}"), soft_wrap=True)
+
+
+def _growth_note(verdict: Verdict) -> str:
+    """Why Python's figure is above RSS's, when it is: otherwise the line reads as a mistake."""
+    rss, python = verdict.growth_bytes_per_s.get("rss"), verdict.growth_bytes_per_s.get("python")
+    if rss is None or python is None or python <= max(rss, 0.0) * 1.05 or python <= 0:
+        return ""
+    return (
+        " (python is above rss: it is what tracemalloc saw kept during its window, and part of it went into "
+        "memory the allocators already held, which RSS does not count again)"
+    )
+
+
+def short_path(path: str, cwd: str | None = None) -> str:
+    """A source path as a person reads it: relative to the working directory when under it, from the
+    package down when installed (``site-packages/pandas/core/frame.py`` -> ``pandas/core/frame.py``)."""
+    if path.startswith("<"):
+        return path
+    cwd = cwd if cwd is not None else os.getcwd()
+    base = os.path.join(cwd, "")
+    if path.startswith(base):
+        return path[len(base) :]
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in path:
+            return path.rsplit(marker, 1)[1]
+    return path
+
+
+def _frame_label(file: str, line: int, function: str | None) -> str:
+    fn = f" in {function}()" if function else ""
+    return f"{short_path(file)}:{line}{fn}"
+
+
+def site_rows(sites: Sequence[Site], places: CodePlaces | None = None) -> list[tuple[str, Site]]:
+    """One row per site as a person tells them apart.
+
+    Sites are grouped by traceback, so one line (``app.py:48 in main()``) can come back several
+    times: reached along different call paths, or along one path whose tracebacks differ only in
+    library frames (below the line, or cut off at the outer end by the traceback limit). Sites whose
+    frames in the user's own code are the same are one row (their growth added up); the others get
+    the first of their own frames, from the line outwards, where they part (``via app.py:60 in main()``).
+    """
+    places = places if places is not None else default_code_places()
+
+    def own(site: Site) -> tuple[SourceFrame, ...]:  # innermost first
+        return tuple(f for f in reversed(site.traceback) if places.is_user(f.file))
+
+    merged: dict[tuple[str, int, tuple[tuple[str, int], ...]], Site] = {}
+    for site in sites:
+        key = (site.file, site.line, tuple((f.file, f.line) for f in own(site)))
+        twin = merged.get(key)
+        merged[key] = (
+            site
+            if twin is None
+            else dataclasses.replace(
+                twin,
+                size_diff_bytes=twin.size_diff_bytes + site.size_diff_bytes,
+                count_diff=twin.count_diff + site.count_diff,
+            )
+        )
+    rows: list[tuple[str, Site]] = []
+    for site in merged.values():
+        label = _frame_label(site.file, site.line, site.function)
+        others = [
+            own(m) for m in merged.values() if m is not site and (m.file, m.line) == (site.file, site.line)
+        ]
+        if others:
+            frame = _first_difference(own(site), others)
+            if frame is not None:
+                label += f" via {_frame_label(frame.file, frame.line, frame.function)}"
+        rows.append((label, site))
+    return rows
+
+
+def _first_difference(
+    mine: Sequence[SourceFrame], others: Sequence[Sequence[SourceFrame]]
+) -> SourceFrame | None:
+    """The first of ``mine`` (innermost first) where it parts from every one of ``others``."""
+    for depth, frame in enumerate(mine):
+        key = (frame.file, frame.line)
+        if all(len(o) <= depth or (o[depth].file, o[depth].line) != key for o in others):
+            return frame
+    return None
 
 
 def render_snapshot(
