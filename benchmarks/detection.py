@@ -43,16 +43,20 @@ def expectations(path: Path) -> dict[str, str]:
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^memwarden-([a-z-]+):\s*(.+)$", doc, re.M)}
 
 
-def env(seconds: float) -> dict[str, str]:
-    e = dict(os.environ, MEMWARDEN_SCENARIO_SECONDS=str(seconds), PYTHONUNBUFFERED="1")
+def env(seconds: float, extra: dict[str, str] | None = None) -> dict[str, str]:
+    e = dict(os.environ, MEMWARDEN_SCENARIO_SECONDS=str(seconds), PYTHONUNBUFFERED="1", **(extra or {}))
     src = str(ROOT / "src")
     e["PYTHONPATH"] = src + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
     return e
 
 
-def timed(cmd: list[str], seconds: float) -> tuple[float, subprocess.CompletedProcess[str]]:
+def timed(
+    cmd: list[str], seconds: float, extra_env: dict[str, str] | None = None
+) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env(seconds), timeout=600, check=False)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=env(seconds, extra_env), timeout=600, check=False
+    )
     return time.perf_counter() - t0, proc
 
 
