@@ -30,6 +30,10 @@ from memwarden.exceptions import ProbeUnavailable, UsageError
 
 from ._support import tracing
 
+TEST_BUDGET_S = 60.0
+"""The search stops once it has what it looks for: a test gives it time enough on a busy machine
+with a big heap (the 2 s default is for production, where finding nothing only costs the holder)."""
+
 APP_SOURCE = textwrap.dedent(
     """\
     import functools
@@ -342,9 +346,11 @@ def test_sample_objects_finds_objects_allocated_at_a_site(app: types.ModuleType)
             app.EMBEDDINGS.get(f"user-{i}")
         app.remember_names(500)
         site_file = str(app.__file__)
-        embeddings = sample_objects(site_file, emb_line, type_name="Embedding", limit=5)
-        names = sample_objects(site_file, names_line, type_name="str", limit=3)
-        anything = sample_objects(site_file, emb_line, limit=50)
+        embeddings = sample_objects(
+            site_file, emb_line, type_name="Embedding", limit=5, time_budget_s=TEST_BUDGET_S
+        )
+        names = sample_objects(site_file, names_line, type_name="str", limit=3, time_budget_s=TEST_BUDGET_S)
+        anything = sample_objects(site_file, emb_line, limit=50, time_budget_s=TEST_BUDGET_S)
     assert len(embeddings) == 5
     assert all(type(e).__name__ == "Embedding" for e in embeddings)
     assert len({id(e) for e in embeddings}) == 5
@@ -431,7 +437,12 @@ def test_sample_objects_can_look_at_survivors_first(app: types.ModuleType) -> No
         for i in range(200):
             app.EMBEDDINGS.get(f"new-{i}")
         found = sample_objects(
-            str(app.__file__), emb_line, type_name="Embedding", limit=5, survivors_first=True
+            str(app.__file__),
+            emb_line,
+            type_name="Embedding",
+            limit=5,
+            survivors_first=True,
+            time_budget_s=TEST_BUDGET_S,
         )
     assert len(found) == 5
     assert all(getattr(e, "key", "").startswith("old-") for e in found), [
@@ -474,10 +485,18 @@ def test_sample_objects_finds_objects_the_collector_does_not_track(
         assert not gc.is_tracked(mod.TOKENS) and not gc.is_tracked(mod.Session.instances[0].cart[0])
         # the line makes the list too: ask for its dicts
         carts = sample_objects(
-            str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "cart"), type_name="dict", limit=6
+            str(mod.__file__),
+            _line_of(_UNTRACKED_SOURCE, "cart"),
+            type_name="dict",
+            limit=6,
+            time_budget_s=TEST_BUDGET_S,
         )
-        tokens = sample_objects(str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "token"), limit=6)
-        either = sample_objects(str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "cart"), limit=6)
+        tokens = sample_objects(
+            str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "token"), limit=6, time_budget_s=TEST_BUDGET_S
+        )
+        either = sample_objects(
+            str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "cart"), limit=6, time_budget_s=TEST_BUDGET_S
+        )
     assert len(tokens) == 6 and all(isinstance(t, str) and t.startswith("token-") for t in tokens)
     assert {p.path for p in find_holders(tokens)} == {f"{mod.__name__}.TOKENS[<int>]"}
     assert len(carts) == 6
@@ -521,7 +540,9 @@ def test_instances_of_plain_classes_are_traced_to_their_line(
         mod.add(300)
         reader, _ = _raw_traceback_reader()
         traced = reader(mod.POINTS[-1])
-        found = sample_objects(str(mod.__file__), line, type_name="Point", limit=3)
+        found = sample_objects(
+            str(mod.__file__), line, type_name="Point", limit=3, time_budget_s=TEST_BUDGET_S
+        )
     assert traced is not None
     assert (str(mod.__file__), line) in [tuple(frame) for frame in traced]
     assert len(found) == 3
@@ -543,7 +564,7 @@ def test_a_young_global_list_is_looked_at_before_the_heap(
         # stand for a heap too big to scan in the time given: the scan finds nothing
         with monkeypatch.context() as patched:
             patched.setattr(gc, "get_objects", lambda generation=None: [])
-            found = sample_objects(str(mod.__file__), line, limit=5)
+            found = sample_objects(str(mod.__file__), line, limit=5, time_budget_s=TEST_BUDGET_S)
     assert len(found) == 5
     assert all(type(o) is str and o.startswith("request ") for o in found)
 

@@ -25,6 +25,10 @@ from memwarden.probes.objects import census
 
 from ._support import tracing
 
+TEST_BUDGET_S = 60.0
+"""The search stops once it has what it looks for: a test gives it time enough on a busy machine
+with a big heap (the 2 s default is for production, where finding nothing only costs the holder)."""
+
 TRIPWIRE_SOURCE = textwrap.dedent(
     """
     import functools
@@ -130,7 +134,9 @@ def test_heap_walks_run_none_of_the_hosts_code(tripwire: types.ModuleType) -> No
     with tracing():
         tripwire.grow(400)
         log.clear()
-        kept = sample_objects(str(tripwire.__dict__["__file__"]), _line("kept"), limit=3)
+        kept = sample_objects(
+            str(tripwire.__dict__["__file__"]), _line("kept"), limit=3, time_budget_s=TEST_BUDGET_S
+        )
     counted = census(top=None, include_untracked=True)
     caches = find_caches()
     paths = find_holders(kept)

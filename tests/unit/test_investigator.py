@@ -69,7 +69,14 @@ def _drive(rss: list[int], config: InvestigatorConfig, each_tick: Callable[[], o
 def test_a_window_opens_on_growth_and_names_the_site_and_the_holder(leaky: types.ModuleType) -> None:
     """Rising RSS opens one window; it names the leaking line and function, the global holding it, and its cost."""
     was_tracing = tracemalloc.is_tracing()
-    config = InvestigatorConfig(warmup_s=0.0, window_s=2.0, census=False, gpu_history=False)
+    config = InvestigatorConfig(
+        warmup_s=0.0,
+        window_s=2.0,
+        census=False,
+        gpu_history=False,
+        sample_budget_s=60.0,
+        holder_budget_s=60.0,
+    )
     rising = [100 * MIB + i * MIB for i in range(8)]
     evidence = _drive(rising, config, lambda: leaky.remember(300)).evidence()
     assert tracemalloc.is_tracing() == was_tracing  # the window stopped only what it started
