@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
@@ -36,3 +38,18 @@ def format_duration(seconds: float) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def short_path(path: str, cwd: str | None = None) -> str:
+    """A source path as a person reads it: relative to the working directory when under it, from the
+    package down when installed (``site-packages/pandas/core/frame.py`` -> ``pandas/core/frame.py``)."""
+    if path.startswith("<"):
+        return path
+    cwd = cwd if cwd is not None else os.getcwd()
+    base = os.path.join(cwd, "")
+    if path.startswith(base):
+        return path[len(base) :]
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in path:
+            return path.rsplit(marker, 1)[1]
+    return path

@@ -48,7 +48,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any, Literal
 
-from memwarden._format import format_bytes, format_duration
+from memwarden._format import format_bytes, format_duration, short_path
 from memwarden.exceptions import MemwardenError, UsageError
 
 __all__ = [
@@ -203,7 +203,7 @@ class LeakReport:
         line = f"{self.name} leaks {_per_call(self.bytes_per_call)} of {what}, over {self.calls} calls"
         if self.sites:
             s = self.sites[0]
-            line += f"; allocated at {_short(s.file)}:{s.line}"
+            line += f"; allocated at {short_path(s.file)}:{s.line}"
             if s.function:
                 line += f" in {s.function}()"
         if self.holders:
@@ -681,16 +681,6 @@ def _site(d: Any) -> LeakSite:
 
 def _per_call(value: float) -> str:
     return f"{format_bytes(value, signed=True)}/call"
-
-
-def _short(path: str) -> str:
-    import os
-
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return rel if not rel.startswith("..") else path
 
 
 # ----------------------------------------------------------------------------------------------

@@ -179,3 +179,20 @@ def test_an_unbounded_cache_at_the_growing_site_is_a_python_leak_at_the_process_
     assert v.verdict == "python_leak", (v.verdict, v.evidence)
     assert "cache.unbounded" in _codes(v)
     assert v.growth_bytes_per_s["python"] == v.growth_bytes_per_s["rss"]
+
+
+def test_bytes_kept_in_a_list_are_a_python_leak_even_when_the_window_saw_little_of_them() -> None:
+    """A list keeping 4 KiB bytes objects (malloc'd by Python's allocator, no pymalloc blocks): the
+    slowed window traced under a quarter of RSS's rate, but the holder keeps bytes made at the
+    growing site, so the leak is Python's and its advice is about the list, not native memory."""
+    interval, n = 0.5, 20
+    rss = [30 * MiB + i * interval * 2 * MiB for i in range(n)]
+    samples = samples_from_series({"process.rss_bytes": rss}, interval=interval)
+    window = _window(3.0, 3.9, traced=200 * KiB)
+    window = WindowEvidence(
+        **{**window.__dict__, "holders": (Holder("bytes", "app.BODIES[<int>]", "module_global"),)}
+    )
+    v = classify(samples, Evidence(windows=(window,)))
+    assert v.verdict == "python_leak", (v.verdict, v.evidence)
+    assert "python.buffers_kept" in _codes(v)
+    assert not any("MALLOC_ARENA_MAX" in a for a in v.advice)

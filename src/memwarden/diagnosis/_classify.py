@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._format import format_bytes, format_duration, format_rate
+from .._format import format_bytes, format_duration, format_rate, short_path
 from ..metrics import (
     GPU_ALLOCATED_BYTES,
     LIBC_FREE_BYTES,
@@ -50,7 +50,7 @@ from ..metrics import (
     TRACING_TRACED_BYTES,
 )
 from ..timeline import Sample, series
-from ._advice import advise, kept_owner
+from ._advice import advise, kept_owner, owner_kind
 from ._evidence import Evidence, WindowEvidence
 from ._trend import Trend, analyse, detect_change, theil_sen
 from ._verdict import (
@@ -281,6 +281,21 @@ def classify(
                 )
                 growth["python"] = python_rate = untraced
                 growth["native"] = max(0.0, (growth["rss"] or 0.0) - untraced)
+        buffers = _python_buffers_kept(sites, holders) if not python_explains else None
+        if buffers is not None:
+            # bytes and str over 512 B are malloc'd by Python's allocator, not in pymalloc's blocks,
+            # and a window slowed by tracing sees a fraction of them: still Python's, held by a container
+            python_explains = True
+            add(
+                "python.buffers_kept",
+                f"{buffers.path} keeps {buffers.type} objects: Python's own memory (tracemalloc "
+                "traces it), held by a Python container",
+                holder=buffers.path,
+                type=buffers.type,
+            )
+            if python_rate is None or python_rate < rss_tr.rate_per_s:
+                growth["python"] = python_rate = rss_tr.rate_per_s
+                growth["native"] = 0.0
         verdict = "python_leak" if python_explains else "native_leak"
         confidence = _leak_confidence(rss_tr, blocks_tr, window, python_explains, len(samples))
         freed = None if python_explains else _freed_but_kept(deciding, rss_tr, ev, cfg)
@@ -427,6 +442,14 @@ def _full_bounded_cache(caches: Sequence[CacheGrowthInfo], sites: tuple[Site, ..
         full = c.maxsize is not None and c.maxsize > 0 and c.currsize >= c.maxsize
         if full and c.growth_per_s > 0 and _in_top_sites(c, sites):
             return c
+    return None
+
+
+def _python_buffers_kept(sites: tuple[Site, ...], holders: tuple[Holder, ...]) -> Holder | None:
+    """The top holder when it keeps bytes, bytearray or str made at the top growing site."""
+    owner = kept_owner(sites, holders)
+    if owner is not None and owner_kind(owner[1]) == "python_buffer":
+        return owner[1]
     return None
 
 
@@ -1161,7 +1184,7 @@ def _where(sites: tuple[Site, ...], holders: tuple[Holder, ...]) -> str:
     if sites:
         s = sites[0]
         fn = f" in {s.function}()" if s.function else ""
-        parts.append(f"allocated at {s.file}:{s.line}{fn}")
+        parts.append(f"allocated at {short_path(s.file)}:{s.line}{fn}")
     if holders:
         parts.append(f"held by {holders[0].path}")
     return (" " + " and ".join(parts)) if parts else ""

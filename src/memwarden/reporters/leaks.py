@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
-from memwarden._format import format_bytes, format_duration
+from memwarden._format import format_bytes, format_duration, short_path
 
 if TYPE_CHECKING:
     from memwarden.leakcheck import LayerTrend, LeakReport, LeakSite, MemoryUse
@@ -66,7 +65,7 @@ def _layer_line(t: LayerTrend, label: str) -> str:
 
 
 def _site_lines(i: int, site: LeakSite) -> list[str]:
-    where = f"{_short(site.file)}:{site.line}" + (f" in {site.function}()" if site.function else "")
+    where = f"{short_path(site.file)}:{site.line}" + (f" in {site.function}()" if site.function else "")
     out = [
         f"  {i}. {where}  {format_bytes(site.size_diff_bytes, signed=True)} in {site.count_diff:+d} blocks"
     ]
@@ -75,16 +74,8 @@ def _site_lines(i: int, site: LeakSite) -> list[str]:
         out.append(f"       ... {len(site.traceback) - len(frames)} outer frame(s)")
     for file, line, function in frames:
         fn = f" in {function}" if function else ""
-        out.append(f"       {_short(file)}:{line}{fn}")
+        out.append(f"       {short_path(file)}:{line}{fn}")
     return out
-
-
-def _short(path: str) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
 
 
 def render_memory_use(use: MemoryUse) -> str:

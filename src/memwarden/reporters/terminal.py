@@ -6,7 +6,6 @@ Every function takes the plain data and a file object; nothing here computes a f
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .._format import format_bytes, format_duration, format_rate
+from .._format import format_bytes, format_duration, format_rate, short_path
 from ..diagnosis._verdict import LEAK_VERDICTS, VERDICT_MEANINGS, Site, SourceFrame, Verdict
 from ..metrics import (
     GPU_ALLOCATED_BYTES,
@@ -183,21 +182,6 @@ def _growth_note(verdict: Verdict) -> str:
         " (python is above rss: it is what tracemalloc saw kept during its window, and part of it went into "
         "memory the allocators already held, which RSS does not count again)"
     )
-
-
-def short_path(path: str, cwd: str | None = None) -> str:
-    """A source path as a person reads it: relative to the working directory when under it, from the
-    package down when installed (``site-packages/pandas/core/frame.py`` -> ``pandas/core/frame.py``)."""
-    if path.startswith("<"):
-        return path
-    cwd = cwd if cwd is not None else os.getcwd()
-    base = os.path.join(cwd, "")
-    if path.startswith(base):
-        return path[len(base) :]
-    for marker in ("/site-packages/", "/dist-packages/"):
-        if marker in path:
-            return path.rsplit(marker, 1)[1]
-    return path
 
 
 def _frame_label(file: str, line: int, function: str | None) -> str:
