@@ -695,3 +695,37 @@ def test_frame_roots_are_named_by_function() -> None:
         frame_label("worker-1", "app", "Job.run", main_thread=False)
         == "<thread worker-1> app:Job.run() locals"
     )
+
+
+_NESTED_SOURCE = textwrap.dedent(
+    """\
+    RESULTS = {}
+
+
+    def resize_image(i):
+        thumb = bytes(range(256)) * 8 + i.to_bytes(4, "little")  # allocation: thumb
+        return {"image": i, "thumb": thumb, "format": "webp"}
+
+
+    def worker(i):
+        RESULTS[f"task-{i:08d}"] = resize_image(i)
+    """
+)
+
+
+def test_bytes_inside_untracked_dicts_of_an_untracked_global_are_found_and_held(
+    load_module: Callable[[str], types.ModuleType],
+) -> None:
+    """A result backend keeping ``{"thumb": bytes, ...}`` dicts in a global dict: the dicts hold only
+    atoms, so the collector does not track them and gc.get_objects() never lists them, and the bytes
+    sit one level inside them; they are found and held by ``RESULTS[<str>][<str>]`` (a Celery-style
+    loop had no holder before)."""
+    with tracing():
+        mod = load_module(_NESTED_SOURCE)
+        for i in range(400):
+            mod.worker(i)
+        thumbs = sample_objects(
+            str(mod.__file__), _line_of(_NESTED_SOURCE, "thumb"), limit=5, time_budget_s=TEST_BUDGET_S
+        )
+    assert len(thumbs) == 5 and all(isinstance(t, bytes) and len(t) == 2052 for t in thumbs)
+    assert {p.path for p in find_holders(thumbs)} == {f"{mod.__name__}.RESULTS[<str>][<str>]"}

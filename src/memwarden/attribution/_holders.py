@@ -821,7 +821,29 @@ def sample_objects(
         for n, child in enumerate(itertools.islice(get_referents(container), at_most)):
             if not n & 0xFF and n and time.perf_counter() > deadline:
                 return True  # out of time: a container of 10**6 numbers must not hold the search
-            if is_tracked(child) or not type_ok(type(child)) or id(child) in taken:
+            if is_tracked(child) or id(child) in taken:
+                continue
+            if not type_ok(type(child)):
+                if type(child) in _NESTED and take_nested(child):
+                    return True
+                continue
+            tb = get_traceback(child)
+            if tb is not None and made_at_site(tb):
+                loose.append(child)
+                taken.add(id(child))
+                if len(loose) >= limit:
+                    return True
+            elif tb is not None and type(child) in _NESTED and take_nested(child):
+                return True
+        return False
+
+    def take_nested(container: object) -> bool:
+        """Look one level into an untracked dict or tuple made while tracing (a task's result
+        ``{"thumb": b"..."}`` kept in a global dict): what the site made may sit inside it."""
+        if get_traceback(container) is None:
+            return False
+        for child in get_referents(container):
+            if is_tracked(child) or id(child) in taken or not type_ok(type(child)):
                 continue
             tb = get_traceback(child)
             if tb is not None and made_at_site(tb):
@@ -902,6 +924,8 @@ def sample_objects(
 
 
 _BIG_CONTAINERS = (list, dict, set, frozenset, tuple, deque)
+_NESTED = (dict, tuple)
+"""Untracked containers looked into one level deep for what a site made."""
 _BIG_LEN = 256
 _GLANCE = 64
 _PATIENCE = 4096
