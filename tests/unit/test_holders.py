@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from memwarden.attribution._holders import (
+    _big_globals,
     _raw_traceback_reader,
     find_holders,
     frame_label,
@@ -729,3 +730,59 @@ def test_bytes_inside_untracked_dicts_of_an_untracked_global_are_found_and_held(
         )
     assert len(thumbs) == 5 and all(isinstance(t, bytes) and len(t) == 2052 for t in thumbs)
     assert {p.path for p in find_holders(thumbs)} == {f"{mod.__name__}.RESULTS[<str>][<str>]"}
+
+
+_CACHE_SOURCE = textwrap.dedent(
+    """\
+    import functools
+
+    HISTORY = []
+
+
+    @functools.lru_cache(maxsize=None)
+    def price_card(i):
+        return f"<div>{i:08d}</div>" + "x" * 200  # allocation: card
+
+
+    def keep(i):
+        HISTORY.append(f"feature-{i:08d}" + "y" * 100)  # allocation: feature
+    """
+)
+
+
+def test_an_lru_cache_filled_before_tracing_is_searched_newest_first(
+    load_module: Callable[[str], types.ModuleType],
+) -> None:
+    """A cache holding 20,000 results from before the window and 50 made in it: the cache is one
+    of the first places looked at (newest entries first), and the holder of what it keeps is the
+    cache (the strings are untracked)."""
+    mod = load_module(_CACHE_SOURCE)
+    for i in range(20_000):
+        mod.price_card(i)
+    with tracing():
+        for i in range(20_000, 20_050):
+            mod.price_card(i)
+        cards = sample_objects(
+            str(mod.__file__), _line_of(_CACHE_SOURCE, "card"), limit=5, time_budget_s=TEST_BUDGET_S
+        )
+    assert len(cards) == 5 and all(isinstance(c, str) and c.startswith("<div>0002") for c in cards)
+    # looked at among the first places, not found at the end of a whole-heap scan
+    assert any(len(table) == 20_050 for table in _big_globals()[2])
+    assert {p.path for p in find_holders(cards)} == {f"{mod.__name__}.price_card <lru_cache>"}
+
+
+def test_a_short_global_list_of_untracked_objects_is_glanced_at(
+    load_module: Callable[[str], types.ModuleType],
+) -> None:
+    """A global list of 100 strings (fewer than the 256 that make a container big) made while
+    tracing: they are found through the list, and held by it."""
+    mod = load_module(_CACHE_SOURCE)
+    with tracing():
+        for i in range(100):
+            mod.keep(i)
+        found = sample_objects(
+            str(mod.__file__), _line_of(_CACHE_SOURCE, "feature"), limit=5, time_budget_s=TEST_BUDGET_S
+        )
+    assert len(found) == 5 and all(isinstance(f, str) and f.startswith("feature-") for f in found)
+    assert any(glanced is mod.HISTORY for glanced in _big_globals()[1])  # glanced at first
+    assert {p.path for p in find_holders(found)} == {f"{mod.__name__}.HISTORY[<int>]"}

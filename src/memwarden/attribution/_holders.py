@@ -866,7 +866,17 @@ def sample_objects(
         # the scan below reaches the young generations last, so its newest items are glanced at.
         # The glances first: they are bounded (64 items a list), while one huge untracked global
         # (a library's table of 10**6 numbers) can take the whole budget.
-        untracked, lists = _big_globals()
+        untracked, lists, caches = _big_globals()
+        # an lru_cache's dict maps keys to results (maxsize=None) or to [prev, next, key, result]
+        # links: a growing cache is where its function's results pile up, so it is looked at first
+        # links: a growing cache is where its function's results pile up, so it is looked at first,
+        # newest entries first (a dict keeps insertion order; those made before tracing have no site)
+        for cache in caches:
+            if time.perf_counter() > deadline:
+                break
+            newest = list(itertools.islice(reversed(cache.values()), _CACHE_LOOK))  # type: ignore[attr-defined]
+            if take_loose_children(newest) or any(take_loose_children(v) for v in newest if type(v) is list):
+                break
         for container in lists:
             if time.perf_counter() > deadline or take_loose_children(container, _GLANCE):
                 break
@@ -924,6 +934,10 @@ def sample_objects(
 
 
 _BIG_CONTAINERS = (list, dict, set, frozenset, tuple, deque)
+_LIST_LEN = 32
+"""A tracked global list this long is glanced at (a list of 160 numpy arrays was missed at 256)."""
+_CACHE_LOOK = 4096
+"""Entries of an lru_cache's dict looked at, at most."""
 _NESTED = (dict, tuple)
 """Untracked containers looked into one level deep for what a site made."""
 _BIG_LEN = 256
@@ -932,9 +946,10 @@ _PATIENCE = 4096
 """Objects to look at for a tracked sample, once there are enough untracked ones, before giving up."""
 
 
-def _big_globals() -> tuple[list[object], list[object]]:
+def _big_globals() -> tuple[list[object], list[object], list[object]]:
     """Big containers kept in module globals or class attributes: those the collector does not
-    track (any of ``_BIG_CONTAINERS``), and the tracked lists.
+    track (any of ``_BIG_CONTAINERS``), the tracked lists, and the dicts of the lru_caches with
+    entries (``_LIST_LEN`` items make a list big enough here: a glance at one is cheap).
 
     A dict holding only strings and numbers is untracked, so ``gc.get_objects()`` never lists it,
     yet it is where a global cache of strings grows. Namespaces are read as dicts (no attribute
@@ -943,15 +958,22 @@ def _big_globals() -> tuple[list[object], list[object]]:
     """
     untracked: dict[int, object] = {}
     lists: dict[int, object] = {}
+    caches: dict[int, object] = {}
     is_tracked = gc.is_tracked
 
     def keep(v: object) -> None:
         tp = type(v)
-        if tp in _BIG_CONTAINERS and len(v) >= _BIG_LEN:  # type: ignore[arg-type]
-            if not is_tracked(v):
-                untracked[id(v)] = v
-            elif tp is list:
+        if tp is list and len(v) >= _LIST_LEN:  # type: ignore[arg-type]
+            if is_tracked(v):
                 lists[id(v)] = v
+            elif len(v) >= _BIG_LEN:  # type: ignore[arg-type]
+                untracked[id(v)] = v
+        elif tp in _BIG_CONTAINERS and len(v) >= _BIG_LEN and not is_tracked(v):  # type: ignore[arg-type]
+            untracked[id(v)] = v
+        elif tp is _LRU_WRAPPER:
+            table = _lru_cache_dict(v)
+            if is_a(table, dict) and table:
+                caches[id(table)] = table
 
     # the same walk as the cache finder's names (attribution._caches._names_for), in one pass and
     # without copies: it runs under tracing, where a shared two-pass walk took 0.25 s, not 0.21 s
@@ -967,7 +989,7 @@ def _big_globals() -> tuple[list[object], list[object]]:
                         keep(attr)
         except RuntimeError:  # changed size during iteration: another thread is importing
             continue
-    return list(untracked.values()), list(lists.values())
+    return list(untracked.values()), list(lists.values()), list(caches.values())
 
 
 def _raw_traceback_reader() -> tuple[Callable[[object], Sequence[tuple[str, int]] | None], bool]:
