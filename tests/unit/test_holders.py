@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import gc
 import importlib
+import itertools
 import sys
 import textwrap
 import threading
@@ -19,6 +20,7 @@ import pytest
 
 from memwarden.attribution._holders import (
     _big_globals,
+    _newest_first,
     _raw_traceback_reader,
     find_holders,
     frame_label,
@@ -786,3 +788,23 @@ def test_a_short_global_list_of_untracked_objects_is_glanced_at(
     assert len(found) == 5 and all(isinstance(f, str) and f.startswith("feature-") for f in found)
     assert any(glanced is mod.HISTORY for glanced in _big_globals()[1])  # glanced at first
     assert {p.path for p in find_holders(found)} == {f"{mod.__name__}.HISTORY[<int>]"}
+
+
+def test_a_global_dict_filled_before_tracing_is_read_newest_first(
+    load_module: Callable[[str], types.ModuleType],
+) -> None:
+    """A global dict of 30,000 strings made before the window and 20 made in it (it is untracked):
+    the first 64 items looked at are the newest, so the ones made at the site are among them."""
+    mod = load_module(_UNTRACKED_SOURCE)
+    for i in range(30_000):
+        mod.remember(i)
+    with tracing():
+        for i in range(30_000, 30_020):
+            mod.remember(i)
+        assert not gc.is_tracked(mod.TOKENS)
+        first = list(itertools.islice(_newest_first(mod.TOKENS), 64))
+        tokens = sample_objects(
+            str(mod.__file__), _line_of(_UNTRACKED_SOURCE, "token"), limit=5, time_budget_s=TEST_BUDGET_S
+        )
+    assert mod.TOKENS[30_019] in first and mod.TOKENS[0] not in first
+    assert len(tokens) == 5 and {p.path for p in find_holders(tokens)} == {f"{mod.__name__}.TOKENS[<int>]"}
