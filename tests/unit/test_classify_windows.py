@@ -10,11 +10,15 @@ replacing entries, a collector's sawtooth) and check the verdict and the evidenc
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
+from memwarden import diagnose
 from memwarden.diagnosis._classify import classify
 from memwarden.diagnosis._evidence import Evidence, WindowEvidence
 from memwarden.diagnosis._verdict import CacheGrowthInfo, Holder, Site, SourceFrame
 from memwarden.testing import samples_from_series
+
+RUNS = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 
 MiB = 1024 * 1024
 KiB = 1024
@@ -196,3 +200,39 @@ def test_bytes_kept_in_a_list_are_a_python_leak_even_when_the_window_saw_little_
     assert v.verdict == "python_leak", (v.verdict, v.evidence)
     assert "python.buffers_kept" in _codes(v)
     assert not any("MALLOC_ARENA_MAX" in a for a in v.advice)
+
+
+def test_a_plateau_after_the_window_with_blocks_growing_to_the_end_is_a_hidden_python_leak() -> None:
+    """After its window, the program refills the memory memwarden's attribution work freed: RSS is
+    flat for the rest of a short run while the block count keeps growing 9.5k/s, as it did before.
+    The plateau is memwarden's doing: a Python leak into memory the allocator already held."""
+    interval, n = 0.3, 34
+    window = (2.9, 5.9)
+    rss, blocks = [], []
+    for i in range(n):
+        t = i * interval
+        rss.append(24 * MiB + min(t, 7.0) * 0.7 * MiB)
+        blocks.append(100_000 + t * 9_500)
+    traced = [
+        (t - window[0]) * 680 * KiB if window[0] < t <= window[1] else None
+        for t in (i * interval for i in range(n))
+    ]
+    samples = samples_from_series(
+        {"process.rss_bytes": rss, "objects.allocated_blocks": blocks, "tracing.traced_bytes": traced},
+        interval=interval,
+    )
+    v = classify(samples, Evidence(windows=(_window(*window, traced=2 * MiB),)))
+    assert v.verdict == "python_leak", (v.verdict, v.evidence)
+    assert "python.hidden_growth" in _codes(v)
+
+
+def test_recorded_runs_that_fooled_the_classifier_get_their_verdict() -> None:
+    """Two recorded `memwarden run` timelines (SQLite, tests/fixtures/runs/): pandas DataFrames of
+    1k-400k rows built and dropped (blocks swing 280k-680k, the run ends soon after its window),
+    and the shipped example service (RSS flat for 3 s after its window while blocks grow to the
+    end). Not a leak, and a Python leak held by HISTORY."""
+    churn = diagnose(str(RUNS / "dataframe_churn.db"))
+    assert churn.verdict in ("plateau", "stable", "allocator_retention"), (churn.verdict, churn.evidence)
+    example = diagnose(str(RUNS / "leaky_service.db"))
+    assert example.verdict == "python_leak", (example.verdict, example.evidence)
+    assert example.holders and "HISTORY" in example.holders[0].path

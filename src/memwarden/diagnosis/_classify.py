@@ -338,9 +338,21 @@ def classify(
         # that a leak when the block count grows AND the traced bytes grew through a window, with
         # RSS not levelling off after a rise (a window's traced bytes also rise while a bounded
         # structure, which plateaus, replaces its old entries).
+        # A plateau counts too when the blocks alone grew by the floor's worth: after a window,
+        # the program refills what memwarden's attribution work freed, and RSS stays flat meanwhile
+        # (the shipped example: RSS flat for 3 s after its window, blocks +9.5k/s to the end).
+        # (blocks that a collector or a dropped DataFrame knocks down are no such witness)
+        blocks_grew = _blocks_bytes_rate(
+            samples, blocks_tr
+        ) * duration >= cfg.min_growth_bytes and not _refilled_falls(
+            [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
+        )
         hidden_python_leak = (
             rss_tr is not None
-            and rss_tr.status in ("flat", "step", "shrinking", "growing")
+            and (
+                rss_tr.status in ("flat", "step", "shrinking", "growing")
+                or (rss_tr.status == "plateau" and blocks_grew)
+            )
             and blocks_tr is not None
             and blocks_tr.status == "growing"
             and blocks_tr.significant
