@@ -911,9 +911,10 @@ def _python_explains(
     native leak. Without such samples it is compared with the whole run's rate.
     """
     if window is not None and python_rate is not None:
-        site_growth = sum(max(0, s.size_diff_bytes) for s in window.sites)
-        site_rate = site_growth / window.duration_s if window.duration_s > 0 else 0.0
-        python = max(python_rate, site_rate)
+        # the traced bytes' own rate, not the sum of the growing sites: that adds up every site's
+        # gross growth, churn included (a SQLAlchemy importer's sites summed 112 KiB/s while its
+        # traced bytes grew 2.3 KiB/s), and called a SQLite page cache warming up a Python leak
+        python = python_rate
         if window_rss_rate is not None and window_rss_rate > 0 and window.owns_tracing:
             slowdown = max(1.0, rss_tr.rate_per_s / window_rss_rate)
             threshold = max(cfg.min_rate_bytes_per_s / slowdown, cfg.python_share * window_rss_rate)
