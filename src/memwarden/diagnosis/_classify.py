@@ -26,6 +26,7 @@ evenly spread in time, so the cost is bounded however long the history fed in.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import sys
 import time
@@ -605,50 +606,69 @@ class _Windows:
 
     windows: tuple[WindowEvidence, ...] = ()
     drop_tail: bool = False
+    slowdowns: tuple[float | None, ...] = ()
+    """Per window, how many times slower the program worked in it (None: not measurable)."""
 
 
 _CRAWL = 3.0
 """A window that slowed the program's work this many times over says nothing of how it ended."""
+_SLOWED = 1.5
+"""A window that slowed the program's work less than this keeps its samples in the trends."""
 _MIN_WORK_EVENTS = 20
 """Collections of generation 0 needed before a window to measure the program's pace by them."""
 
 
 def _windows_of(samples: Sequence[Sample], windows: Sequence[WindowEvidence]) -> _Windows:
-    """The windows, and whether the last one, if the run ended in it, slowed the program to a crawl.
+    """The windows, which of them slowed the program, and whether the run ended in one that slowed
+    it to a crawl (see :func:`_slowdown`).
 
-    The program's pace is measured by its own work: generation-0 collections happen every 700
-    net container allocations (``gc_collections_gen0`` x 700 + ``gc_count_gen0``), however
-    slowly the allocations come. A slow leak under heavy churn ran 9x slower in its window (14
-    collections a second before it, 1.6 inside): its RSS looked flat there, and the run, which
-    ended in it, read as a plateau. The pace before the window must be even (its two halves within
-    a factor of two): a pandas program's work makes containers in bursts, and no pace can be read
-    from them.
+    A window whose measured slowdown is under :data:`_SLOWED` keeps its samples in the trends
+    (only the one after it, where memwarden's own work lands, is left out): a chat backend's
+    deque-bounded history levelled off just before its window, and the window's flat samples were
+    what showed the plateau. A window that slowed it, or whose slowdown cannot be measured, is
+    left out. A slow leak under heavy churn ran 9x slower in its window (14 collections a second
+    before it, 1.6 inside): its RSS looked flat there, and the run, which ended in it, read as a
+    plateau: past :data:`_CRAWL` a window the run ended in says nothing of the end.
     """
     if not windows or len(samples) < 2:
         return _Windows(tuple(windows))
-    last = windows[-1]
+    slowdowns = tuple(_slowdown(samples, w) for w in windows)
+    last, t0 = windows[-1], samples[0].mono
+    ended_in_last = last.owns_tracing and not any(s.mono - t0 > last.closed_s + 1e-6 for s in samples[:-1])
+    crawl = slowdowns[-1] is not None and slowdowns[-1] >= _CRAWL
+    return _Windows(tuple(windows), drop_tail=ended_in_last and crawl, slowdowns=slowdowns)
+
+
+def _slowdown(samples: Sequence[Sample], window: WindowEvidence) -> float | None:
+    """How many times slower the program worked while ``window`` was open, or None unmeasurable.
+
+    The program's pace is measured by its own work: generation-0 collections happen every 700
+    net container allocations (``gc_collections_gen0`` x 700 + ``gc_count_gen0``), however
+    slowly the allocations come. It needs 20 collections before the window and an even pace
+    there (its two halves within a factor of two): a pandas program's work makes containers in
+    bursts, and no pace can be read from them.
+    """
     t0 = samples[0].mono
-    if not last.owns_tracing or any(s.mono - t0 > last.closed_s + 1e-6 for s in samples[:-1]):
-        return _Windows(tuple(windows))  # the run went on after it (its own last sample aside)
 
     def work(s: Sample) -> float | None:
         c, n = s.metrics.get(OBJECTS_GC_COLLECTIONS_GEN0), s.metrics.get(OBJECTS_GC_COUNT_GEN0)
         return None if c is None or n is None else float(c) * 700.0 + float(n)
 
     before = [
-        (s.mono - t0, w) for s in samples if s.mono - t0 <= last.opened_s and (w := work(s)) is not None
+        (s.mono - t0, w) for s in samples if s.mono - t0 <= window.opened_s and (w := work(s)) is not None
     ]
     inside = [
         (s.mono - t0, w)
         for s in samples
-        if last.opened_s < s.mono - t0 <= last.closed_s + 1e-6 and (w := work(s)) is not None
+        if window.opened_s < s.mono - t0 <= window.closed_s + 1e-6 and (w := work(s)) is not None
     ]
+    before = before[-12:]  # the pace just before the window, not the start-up's
     if len(before) < 3 or len(inside) < 2:
-        return _Windows(tuple(windows))
+        return None
     start = next((i for i, (t, _) in enumerate(before) if t >= min(1.0, before[-1][0] / 2)), 0)
     (ta, wa), (tb, wb) = before[start], before[-1]
     if tb <= ta or (wb - wa) < _MIN_WORK_EVENTS * 700.0:
-        return _Windows(tuple(windows))  # too little work to measure a pace by
+        return None  # too little work to measure a pace by
     pace_before = (wb - wa) / (tb - ta)
     mid = before[(start + len(before) - 1) // 2]
     paces = [
@@ -656,13 +676,13 @@ def _windows_of(samples: Sequence[Sample], windows: Sequence[WindowEvidence]) ->
         (wb - mid[1]) / (tb - mid[0]) if tb > mid[0] else 0.0,
     ]
     if min(paces) < 0.5 * max(paces):
-        return _Windows(tuple(windows))  # an uneven pace (numpy work makes few containers): no yardstick
-    (tc, wc), (td, wd) = (before[-1][0], before[-1][1]), inside[-1]
+        return None  # an uneven pace (numpy work makes few containers): no yardstick
+    (tc, wc), (td, wd) = before[-1], inside[-1]
     pace_inside = max(wd - wc, 0.0) / (td - tc) if td > tc else pace_before
-    return _Windows(tuple(windows), drop_tail=pace_inside * _CRAWL <= pace_before)
+    return pace_before / pace_inside if pace_inside > 0 else math.inf
 
 
-def _distorted(ts: Sequence[float], windows: Sequence[WindowEvidence]) -> tuple[list[bool], list[bool]]:
+def _distorted(ts: Sequence[float], distortion: _Windows) -> tuple[list[bool], list[bool]]:
     """Which samples a tracemalloc window distorted: ``(inside, after)``. Inside: taken while it was
     open (tracing slows an allocating program several times over: 3x to 25x for a FastAPI app,
     by traceback depth). After: the first one after it (the attribution work ran just before it,
@@ -670,13 +690,15 @@ def _distorted(ts: Sequence[float], windows: Sequence[WindowEvidence]) -> tuple[
     out: it counts what the program allocated meanwhile too)."""
     inside = [False] * len(ts)
     after = [False] * len(ts)
-    for w in windows:
+    for k, w in enumerate(distortion.windows):
         if not w.owns_tracing:
             continue  # tracing was on already: the window changed nothing
+        slowdown = distortion.slowdowns[k] if k < len(distortion.slowdowns) else None
+        slowed = slowdown is not None and slowdown >= _SLOWED
         closed = w.closed_s + 1e-6
         for i, t in enumerate(ts):
             if w.opened_s < t <= closed:
-                inside[i] = True
+                inside[i] = slowed
             elif t > closed:
                 after[i] = True
                 break
@@ -700,7 +722,7 @@ def _without_windows(
     """
     if distortion is None or not distortion.windows or len(ts) < _MIN_KEPT:
         return ts, ys
-    inside, after = _distorted(ts, distortion.windows)
+    inside, after = _distorted(ts, distortion)
     bad = [a or b for a, b in zip(inside, after, strict=True)]
     if not any(bad):
         return ts, ys
@@ -733,14 +755,15 @@ def _without_windows(
 
 def _gap_rate(ts: Sequence[float], ys: Sequence[float], before: Sequence[int], after: Sequence[int]) -> float:
     """The rate to cross a gap at: the slower of the stretch after it and the latter half of the one
-    before (each with three points at least; 0 with neither). The slower one, because a stretch
+    before (each with three points at least; 0 with neither, and never below 0: three samples
+    after a window, the last taken after ``malloc_trim`` at exit, slope down). The slower one, because a stretch
     before the first window is often the start-up (imports, a first load): a gap crossed at that
     rate would make a leak of a warm-up that levelled off."""
     rates = []
     for idx in (list(before[len(before) // 2 :]), list(after)):
         if len(idx) >= 3 and ts[idx[-1]] > ts[idx[0]]:
             rates.append(theil_sen([ts[i] for i in idx], [ys[i] for i in idx])[0])
-    return min(rates) if rates else 0.0
+    return max(0.0, min(rates)) if rates else 0.0  # a gap is never crossed falling: a fall is the estimate's
 
 
 def _shifted(windows: _Windows | None, by: float) -> _Windows | None:
