@@ -142,3 +142,34 @@ def test_a_window_closed_in_the_programs_own_thread_finds_its_locals(tmp_path: P
     paths = [h.path for h in window.holders]
     assert paths and all(p.startswith(f"{__name__}:{name}() locals.requests[<int>]") for p in paths), paths
     assert window.holders[0].root_kind == "frame_local"
+
+
+def test_a_window_closes_early_once_it_traced_enough_and_stays_open_for_a_slow_leak(
+    leaky: types.ModuleType,
+) -> None:
+    """A fast leak (3 MiB traced a tick) closes its window at min_window_s, before window_s; a slow
+    leak (about 40 KiB a tick) keeps it open past window_s, up to twice it."""
+    fast = InvestigatorConfig(warmup_s=0.0, window_s=4.0, min_window_s=1.0, census=False, gpu_history=False)
+    rising = [100 * MIB + i * MIB for i in range(12)]
+    w = _drive(rising, fast, lambda: leaky.remember(20_000)).evidence().windows[0]
+    assert 1.0 <= w.closed_s - w.opened_s < 4.0, (w.opened_s, w.closed_s)
+    slow = InvestigatorConfig(warmup_s=0.0, window_s=3.0, census=False, gpu_history=False)
+    w = _drive(rising, slow, lambda: leaky.remember(100)).evidence().windows[0]
+    traced = w.traced_end_bytes - w.traced_start_bytes
+    assert 64 * 1024 <= traced and w.closed_s - w.opened_s > 4.5, (w.opened_s, w.closed_s, traced)
+
+
+def test_noise_at_a_fast_cadence_opens_no_window() -> None:
+    """Forty samples at 0.1 s of a steady program's churn (RSS climbing 300 KiB and falling back,
+    over and over) are not suspected; a steady rise over the same samples is."""
+    import random
+
+    rng = random.Random(5)
+    # three small rises and one fall, over and over: 75 % of the steps go up, and the last sample
+    # is a peak 300 KiB above the lowest, which the rise-and-steps test alone took for growth
+    noisy = [100 * MIB + (i % 4) * 100 * 1024 + rng.randrange(4 * 1024) for i in range(40)]
+    samples = samples_from_series({"process.rss_bytes": noisy}, interval=0.1)
+    assert suspect_growth(samples, since_mono=0.0) is None
+    rising = [100 * MIB + i * 64 * 1024 + rng.randrange(32 * 1024) for i in range(40)]
+    samples = samples_from_series({"process.rss_bytes": rising}, interval=0.1)
+    assert suspect_growth(samples, since_mono=0.0) is not None

@@ -174,3 +174,37 @@ def test_a_full_ring_costs_few_python_objects_per_sample() -> None:
         clock.advance(1)
     per_sample = (sys.getallocatedblocks() - before) / 1000
     assert per_sample < 8, per_sample
+
+
+def test_the_ramp_starts_fast_and_slows_evenly_to_the_interval() -> None:
+    """With ramp_from, the cadence starts at ramp_from and reaches interval after ramp_s seconds;
+    without it, it is the interval throughout; ramp_from above the interval is the interval."""
+    clock = FakeClock()
+    sampler = Sampler(
+        [ReplayProbe("process", [{"rss_bytes": 1}])], interval=1.0, ramp_from=0.2, ramp_s=30.0, clock=clock
+    )
+    sampler.started_mono = clock()
+    assert sampler.interval_at(clock()) == pytest.approx(0.2)
+    assert sampler.interval_at(clock() + 15.0) == pytest.approx(0.6)
+    assert sampler.interval_at(clock() + 30.0) == pytest.approx(1.0)
+    assert sampler.interval_at(clock() + 3600.0) == pytest.approx(1.0)
+    fixed = Sampler([ReplayProbe("process", [{"rss_bytes": 1}])], interval=1.0, clock=clock)
+    fixed.started_mono = clock()
+    assert fixed.interval_at(clock()) == 1.0
+    above = Sampler([ReplayProbe("process", [{"rss_bytes": 1}])], interval=0.5, ramp_from=2.0, clock=clock)
+    assert above.ramp_from == 0.5
+    with pytest.raises(UsageError):
+        Sampler([ReplayProbe("process", [{"rss_bytes": 1}])], interval=1.0, ramp_from=0.001)
+
+
+def test_a_ramping_sampler_takes_more_samples_in_its_first_seconds() -> None:
+    """A real sampling thread with a 0.05 s ramp to 0.5 s takes several times the samples of a fixed
+    0.5 s cadence in its first second."""
+    counts = []
+    for ramp in (0.05, None):
+        sampler = Sampler([ReplayProbe("process", [{"rss_bytes": 1}] * 1000)], interval=0.5, ramp_from=ramp)
+        sampler.start()
+        time.sleep(1.0)
+        sampler.stop(final_sample=False)
+        counts.append(sampler.ticks)
+    assert counts[0] >= 2 * counts[1], counts
