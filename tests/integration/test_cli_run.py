@@ -321,3 +321,20 @@ def test_everything_after_the_module_is_the_modules_as_under_python(tmp_path: Pa
     )
     assert got.returncode == 0, got.stderr
     assert got.stdout == want.stdout
+
+
+def test_a_few_second_program_gets_samples_enough_and_a_fixed_interval_keeps_its_cadence(
+    workdir: Path,
+) -> None:
+    """By default (--interval auto) a 4 s program is sampled every 0.2-0.3 s, about 15 times, so
+    it gets a verdict; --interval 1 samples it about 5 times."""
+    script = workdir / "short.py"
+    script.write_text("import time\ntime.sleep(4)\n")
+    counts = {}
+    for interval in ("auto", "1"):
+        out = workdir / f"v{interval}.json"
+        proc = run_memwarden(["run", "--interval", interval, "--json", str(out), str(script)], workdir)
+        assert proc.returncode == 0, proc.stderr
+        counts[interval] = json.loads(out.read_text())["samples"]
+    assert counts["auto"] >= 12 and counts["1"] <= 7, counts
+    assert counts["auto"] >= 2 * counts["1"], counts
