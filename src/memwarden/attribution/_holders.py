@@ -837,6 +837,16 @@ def sample_objects(
                 return True
         return False
 
+    def glance_tracked(container: object) -> bool:
+        """Keep the tracked objects made at the site among a list's newest items; True once enough.
+        (Young objects are what the survivors-first scan reaches last, after the whole old heap.)"""
+        for child in itertools.islice(get_referents(container), _GLANCE):
+            if is_tracked(child) and type_ok(type(child)):
+                tb = get_traceback(child)
+                if tb is not None and made_at_site(tb) and take(child):
+                    return True
+        return False
+
     def take_nested(container: object) -> bool:
         """Look one level into an untracked dict or tuple made while tracing (a task's result
         ``{"thumb": b"..."}`` kept in a global dict): what the site made may sit inside it."""
@@ -880,6 +890,8 @@ def sample_objects(
         for container in lists:
             if time.perf_counter() > deadline or take_loose_children(container, _GLANCE):
                 break
+            if glance_tracked(container):  # a global list of DataFrames: its newest items
+                return result()
         for container in untracked:
             if time.perf_counter() > deadline or take_loose_children(container):
                 break
