@@ -4,7 +4,7 @@
 ``remember_session`` files it in ``SESSIONS`` under a fresh key; nothing ever reads or drops it.
 Each round also does a little churn (a sorted, joined batch that is dropped). The work is fixed,
 not the time, so a slower run means overhead: the default 100 000 records keep about 180 MiB and
-take about 4 s on a 2-core shared VM.
+take about 5 s on a 2-core shared VM.
 
 The leak a tool should name: the site ``build_record`` (or ``remember_session``), held by ``SESSIONS``.
 

@@ -6,7 +6,7 @@ the modes rotates each round, so slow drifts of a shared machine hit every mode 
 
 * ``steady``: ``_workload_alloc.py`` (builds and drops dicts, lists and strings; nothing kept: no
   growth, ~5 s plain);
-* ``fast leak``: ``_workload_fastleak.py`` (~4 s, ~180 MiB of records kept in the module-level dict
+* ``fast leak``: ``_workload_fastleak.py`` (~5 s, ~180 MiB of records kept in the module-level dict
   ``SESSIONS`` by ``remember_session`` / ``build_record``);
 * ``leak 100 KB/s``: ``_workload_alloc.py --leak-kbps 100`` (``benchmarks/leak_rate.py``'s program:
   heavy churn with ``remember_request`` keeping 100 KB/s in ``KEPT``); ``--skip-leak-rate`` leaves it out.
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--steady-seconds", type=float, default=5.0, help="steady program's plain length (default 5)"
     )
     parser.add_argument(
-        "--leak-records", type=int, default=100_000, help="fast leak's records (~4 s, ~180 MiB)"
+        "--leak-records", type=int, default=100_000, help="fast leak's records (~5 s, ~180 MiB)"
     )
     parser.add_argument(
         "--leak-rate-rounds",
