@@ -11,11 +11,12 @@ import pytest
 from .conftest import run_memwarden
 
 
-def _verdict(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
+def _verdict(tmp_path: Path, *args: str, interval: str = "auto") -> dict:  # type: ignore[type-arg]
     out = tmp_path / "verdict.json"
     os.environ.setdefault("MEMWARDEN_SCENARIO_SECONDS", "8")
     proc = run_memwarden(
-        ["run", "--json", str(out), "-m", "memwarden.examples.chat_sessions", *args], tmp_path
+        ["run", "--interval", interval, "--json", str(out), "-m", "memwarden.examples.chat_sessions", *args],
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())  # type: ignore[no-any-return]
@@ -33,7 +34,10 @@ def test_unbounded_history_is_a_python_leak_held_by_the_sessions_dict(tmp_path: 
 def test_memwarden_stores_plateau_and_report_their_size(tmp_path: Path) -> None:
     """With memwarden.llm's SessionStore the verdict is plateau or stable (no leak), and the store
     is listed among the caches only if it grew, never as unbounded."""
-    verdict = _verdict(tmp_path, "--bounded")  # after -m MODULE every option is the module's, as in python
+    # at a fixed 1 s cadence: at the fast start of --interval auto, this 8 s run's warm-up (the store
+    # filling to its 100 sessions, then memwarden's window) reads as slow growth in some runs; that
+    # is issue 9's open work on short runs, not this test's subject (the stores' bound)
+    verdict = _verdict(tmp_path, "--bounded", interval="1")  # after -m MODULE every option is the module's
     assert verdict["verdict"] in ("plateau", "stable"), verdict["summary"]
     assert not verdict["leak"]
     for cache in verdict["caches"]:

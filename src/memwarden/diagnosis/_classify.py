@@ -26,6 +26,7 @@ evenly spread in time, so the cost is bounded however long the history fed in.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import statistics
 import sys
@@ -130,7 +131,14 @@ def classify(
     duration = samples[-1].mono - samples[0].mono if len(samples) >= 2 else 0.0
     cfg = _for_duration(cfg, duration)
     counted = len(samples) if total_samples is None else total_samples
-    trend_samples = _evenly(samples, cfg.max_trend_points, always=duration >= cfg.long_run_s)
+    # evenly spread in time: the trend statistics count samples (the tail, group means), and a
+    # cadence that ramps (0.2 s at first, 1 s later) would weigh the start several times over
+    slow_gap = _ramped(samples)
+    if slow_gap is not None:
+        limit = min(cfg.max_trend_points, max(2 * cfg.min_samples, round(duration / slow_gap)))
+        trend_samples = _evenly(samples, limit, always=True)
+    else:
+        trend_samples = _evenly(samples, cfg.max_trend_points, always=duration >= cfg.long_run_s)
     layers = layer_figures(samples)
     for layer, why in ev.unavailable:
         if not layers.get(layer):  # read earlier in the run: its figures say more
@@ -538,6 +546,19 @@ def _for_duration(cfg: DiagnosisConfig, duration: float) -> DiagnosisConfig:
     return dataclasses.replace(cfg, min_rate_bytes_per_s=floor)
 
 
+def _ramped(samples: Sequence[Sample]) -> float | None:
+    """The slower cadence when the samples' spacing varies by more than 2x (the median gaps of the
+    first and last quarters compared: a ramping cadence), else None."""
+    gaps = [b.mono - a.mono for a, b in itertools.pairwise(samples)]
+    if len(gaps) < 8:
+        return None
+    quarter = len(gaps) // 4
+    first, last = statistics.median(gaps[:quarter]), statistics.median(gaps[-quarter:])
+    if min(first, last) <= 0 or max(first, last) <= 2.0 * min(first, last):
+        return None
+    return max(first, last)
+
+
 def _evenly(samples: list[Sample], limit: int, *, always: bool = False) -> list[Sample]:
     """At most about ``limit`` samples, one per equal slice of time (the first in it), and the last.
 
@@ -700,7 +721,7 @@ def _distorted(ts: Sequence[float], distortion: _Windows) -> tuple[list[bool], l
             if w.opened_s < t <= closed:
                 inside[i] = slowed
             elif t > closed:
-                after[i] = True
+                after[i] = i < len(ts) - 1  # the run's last sample is how it ended: kept
                 break
     return inside, after
 
