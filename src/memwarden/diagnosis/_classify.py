@@ -365,6 +365,9 @@ def classify(
             and blocks_tr is not None
             and blocks_tr.status == "growing"
             and blocks_tr.significant
+            # by enough to matter: 13 blocks/s of a PyTorch loop's caches are no leak, whatever
+            # the window traced of its churn
+            and _blocks_bytes_rate(samples, blocks_tr) * duration >= cfg.min_growth_bytes / 4
             and window is not None
             and bool(window.sites)
             and python_rate is not None
