@@ -260,7 +260,9 @@ def classify(
             if python_rate is None or python_rate < rss_tr.rate_per_s:
                 growth["python"] = python_rate = rss_tr.rate_per_s
                 growth["native"] = 0.0
-        if not python_explains and blocks_bytes >= cfg.python_share * rss_tr.rate_per_s:
+        owner = kept_owner(sites, holders)
+        native_owner = owner is not None and owner_kind(owner[1]) == "native_owner"
+        if not python_explains and not native_owner and blocks_bytes >= cfg.python_share * rss_tr.rate_per_s:
             # the window saw a fraction (a dict's table doubling between two windows' edges, a
             # window too short), but the block count, which tracing does not slow, grows with RSS
             python_explains = True
