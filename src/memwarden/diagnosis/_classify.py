@@ -232,6 +232,7 @@ def classify(
             rate_bytes_per_s=window.traced_growth_per_s,
         )
 
+    blocks_bytes = _blocks_bytes_rate(samples, blocks_tr)  # bytes/s a steadily growing block count stands for
     verdict: VerdictName
     began: GrowthStart | None = None
     stopped_at: tuple[float, float] | None = None  # (offset, rise) of a long run's growth that stopped
@@ -244,7 +245,6 @@ def classify(
             growth["native"] = max(0.0, began.rate_bytes_per_s - max(0.0, python_rate or 0.0))
         window_rss = _window_rate(samples, primary_key, window) if window is not None else None
         python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg, window_rss)
-        blocks_bytes = _blocks_bytes_rate(samples, blocks_tr)
         unbounded = _unbounded_cache_at_site(caches, sites) if not python_explains else None
         if unbounded is not None:
             # an unbounded lru_cache at the growing site keeps Python objects, whatever share of
@@ -353,9 +353,7 @@ def classify(
         # the program refills what memwarden's attribution work freed, and RSS stays flat meanwhile
         # (the shipped example: RSS flat for 3 s after its window, blocks +9.5k/s to the end).
         # (blocks that a collector or a dropped DataFrame knocks down are no such witness)
-        blocks_grew = _blocks_bytes_rate(
-            samples, blocks_tr
-        ) * duration >= cfg.min_growth_bytes and not _refilled_falls(
+        blocks_grew = blocks_bytes * duration >= cfg.min_growth_bytes and not _refilled_falls(
             [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
         )
         hidden_python_leak = (
@@ -369,7 +367,7 @@ def classify(
             and blocks_tr.significant
             # by enough to matter: 13 blocks/s of a PyTorch loop's caches are no leak, whatever
             # the window traced of its churn
-            and _blocks_bytes_rate(samples, blocks_tr) * duration >= cfg.min_growth_bytes / 4
+            and blocks_bytes * duration >= cfg.min_growth_bytes / 4
             and window is not None
             and bool(window.sites)
             and python_rate is not None
@@ -1105,7 +1103,8 @@ def _sawtooth_kept(samples: Sequence[Sample]) -> list[str] | None:
     tenth of the swing.
     """
     blocks = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
-    if _refilled_falls(blocks) < 2:
+    falls = _refilled_falls(blocks)
+    if falls < 2:
         return None
     third = max(2, len(blocks) // 3)
     low_start, low_end = min(blocks[:third]), min(blocks[-third:])
@@ -1113,7 +1112,7 @@ def _sawtooth_kept(samples: Sequence[Sample]) -> list[str] | None:
     if swing < 0.25 * max(blocks) or low_end - low_start > 0.1 * swing:
         return None  # noise around a level is no sawtooth; lows that climb are objects kept
     return [
-        f"live Python blocks were knocked down {_refilled_falls(blocks)} times to the same floor "
+        f"live Python blocks were knocked down {falls} times to the same floor "
         f"({low_start:,.0f} then {low_end:,.0f}) while RSS grew: each cycle of garbage left the "
         "allocator memory it keeps (fragmentation), and nothing is kept alive"
     ]
