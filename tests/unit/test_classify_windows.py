@@ -10,6 +10,7 @@ replacing entries, a collector's sawtooth) and check the verdict and the evidenc
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from memwarden import diagnose
@@ -224,6 +225,50 @@ def test_a_plateau_after_the_window_with_blocks_growing_to_the_end_is_a_hidden_p
     v = classify(samples, Evidence(windows=(_window(*window, traced=2 * MiB),)))
     assert v.verdict == "python_leak", (v.verdict, v.evidence)
     assert "python.hidden_growth" in _codes(v)
+
+
+def _plateau_run(blocks_at: Callable[[float], float]) -> object:
+    """An 8.7 s run shaped like the listener scenario's failing CI runs: RSS rises for 4 s, then
+    stays flat after the window (2.0-5.0 s) whose traced bytes grew 1.5 MiB; the block count is
+    ``blocks_at(t)``."""
+    interval, n = 0.3, 30
+    window = (2.0, 5.0)
+    times = [i * interval for i in range(n)]
+    rss = [30 * MiB + min(t, 4.0) * 0.6 * MiB + j for t, j in zip(times, _jitter(n, 20 * KiB))]
+    traced = [(t - window[0]) * 500 * KiB if window[0] < t <= window[1] else None for t in times]
+    samples = samples_from_series(
+        {
+            "process.rss_bytes": rss,
+            "objects.allocated_blocks": [blocks_at(t) for t in times],
+            "tracing.traced_bytes": traced,
+        },
+        interval=interval,
+    )
+    return classify(samples, Evidence(windows=(_window(*window, traced=int(1.5 * MiB)),)))
+
+
+def test_a_plateau_with_blocks_climbing_slowly_through_one_knock_down_is_a_hidden_python_leak() -> None:
+    """Listeners that keep request contexts whose bodies go to malloc: blocks grow only ~500/s
+    (~265 KiB over the run, under the 512 KiB floor), and the window's close knocks them down
+    once. The block climb before and after is the same: a Python leak, not a plateau."""
+
+    def blocks(t: float) -> float:
+        return 200_000 + t * 500 - (60_000 if 5.0 < t < 5.7 else 0)
+
+    v = _plateau_run(blocks)
+    assert v.verdict == "python_leak", (v.verdict, v.evidence)  # type: ignore[attr-defined]
+    assert "python.hidden_growth" in _codes(v)
+
+
+def test_a_plateau_whose_blocks_are_a_collector_sawtooth_stays_a_plateau() -> None:
+    """The same run with the blocks knocked down every 2 s by a collector and refilled: their
+    rising trend is the sawtooth's, no witness of objects kept."""
+
+    def blocks(t: float) -> float:
+        return 200_000 + t * 500 + (t % 2.0) * 150_000
+
+    v = _plateau_run(blocks)
+    assert v.verdict != "python_leak", (v.verdict, v.evidence)  # type: ignore[attr-defined]
 
 
 def test_recorded_runs_that_fooled_the_classifier_get_their_verdict() -> None:

@@ -349,18 +349,20 @@ def classify(
         # that a leak when the block count grows AND the traced bytes grew through a window, with
         # RSS not levelling off after a rise (a window's traced bytes also rise while a bounded
         # structure, which plateaus, replaces its old entries).
-        # A plateau counts too when the blocks alone grew by the floor's worth: after a window,
-        # the program refills what memwarden's attribution work freed, and RSS stays flat meanwhile
-        # (the shipped example: RSS flat for 3 s after its window, blocks +9.5k/s to the end).
-        # (blocks that a collector or a dropped DataFrame knocks down are no such witness)
-        blocks_grew = blocks_bytes * duration >= cfg.min_growth_bytes and not _refilled_falls(
-            [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
-        )
+        # A plateau counts too when the blocks grew steadily through it: after a window, the
+        # program refills what memwarden's attribution work freed, and RSS stays flat meanwhile
+        # (the shipped example: RSS flat for 3 s after its window, blocks +9.5k/s to the end; a
+        # listener leak whose bodies go to malloc: blocks +507/s, 265 KiB over 8.7 s). The growth
+        # floor is the one below (a quarter of min_growth_bytes). Blocks a collector knocks down
+        # twice or more (a sawtooth) are no such witness; one knock-down (the window's own
+        # census, or a working set freed once) does not undo the growth around it.
+        block_counts = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
+        blocks_steady = _refilled_falls(block_counts) < 2
         hidden_python_leak = (
             rss_tr is not None
             and (
                 rss_tr.status in ("flat", "step", "shrinking", "growing")
-                or (rss_tr.status == "plateau" and blocks_grew)
+                or (rss_tr.status == "plateau" and blocks_steady)
             )
             and blocks_tr is not None
             and blocks_tr.status == "growing"
