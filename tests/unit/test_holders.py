@@ -291,12 +291,28 @@ def test_the_callers_own_frames_are_left_out_unless_asked() -> None:
 
 def test_search_cut_short_says_so() -> None:
     """A tiny node budget stops the search and the result says it is incomplete."""
-    result = search_holders([object()], max_nodes=10)
+    target = object()  # held here: not a temporary
+    result = search_holders([target], max_nodes=10)
     assert not result.complete
     assert "node budget" in result.stop_reason
     assert result.nodes_visited <= 10
     assert result.paths[0].root_kind == "unknown"
     assert "stopped early" in result.paths[0].path
+
+
+def test_a_sample_nothing_holds_any_more_is_a_temporary(app: types.ModuleType) -> None:
+    """Objects sampled in flight that the program dropped since: only the list handed to the
+    search holds them, and they are told apart from held ones and from what the search cannot
+    see (an object held by a variable of the caller)."""
+    held = app.EMBEDDINGS.get("bob")
+    mine = object()
+    samples = [types.SimpleNamespace(n=n) for n in range(2)] + [held, mine]  # nobody holds the first two
+    paths = search_holders(samples).paths
+    assert [p.root_kind for p in paths[:2]] == ["temporary", "temporary"]
+    assert "temporary" in paths[0].path
+    assert paths[2].root_kind != "temporary" and "EMBEDDINGS" in paths[2].path
+    assert paths[3].root_kind == "unknown"  # held by `mine` here, out of the search's sight
+    del mine
 
 
 def test_budgets_are_validated() -> None:

@@ -21,7 +21,9 @@ only the few instances on a found path are asked for their attribute names.
 
 What it cannot see: references held inside C extensions that do not report them to the garbage
 collector, and objects kept alive only by the C stack (arguments of a C call in progress).
-Such samples come back with ``root_kind="unknown"``.
+Such samples come back with ``root_kind="unknown"``. A sample that nothing but the caller's
+list of targets holds any more (a temporary the program let go of since it was sampled) comes
+back with ``root_kind="temporary"``: what was traced there was in flight, not kept.
 """
 
 from __future__ import annotations
@@ -59,8 +61,18 @@ from memwarden.exceptions import ProbeUnavailable, UsageError
 from memwarden.probes._codemap import CodePlaces, default_code_places
 
 RootKind = Literal[
-    "module_global", "class_attribute", "closure", "lru_cache", "thread_local", "frame_local", "unknown"
+    "module_global",
+    "class_attribute",
+    "closure",
+    "lru_cache",
+    "thread_local",
+    "frame_local",
+    "temporary",
+    "unknown",
 ]
+
+TEMPORARY = "<a temporary: nothing in the program holds it any more>"
+"""The path of a sample that only the list of targets handed to the search still held."""
 
 DEFAULT_MAX_NODES = 5_000_000
 DEFAULT_TIME_BUDGET_S = 5.0
@@ -128,8 +140,10 @@ def search_holders(
     started = time.perf_counter()
     places = places if places is not None else default_code_places()
     wanted = list(targets)
+    dropped = _held_only_by_the_search(wanted)
     roots = _roots(places, include_current_thread)
     search = _Search(wanted, roots, places)
+    search.dropped = dropped
     search.ignore(targets, wanted, roots, search)
     search.run(max_nodes, started + time_budget_s)
     elapsed = time.perf_counter() - started
@@ -138,8 +152,30 @@ def search_holders(
     return HolderSearch(paths, search.nodes, elapsed, complete, search.stop_reason)
 
 
+def _held_only_by_the_search(wanted: list[object]) -> set[int]:
+    """The ids of the targets that nothing holds but the caller's list and ``wanted``.
+
+    Their reference counts are compared with that of a probe held the same way (one list
+    standing for the caller's, a copy standing for ``wanted``, a loop variable): a target with
+    no reference more than the probe is one the program has dropped since it was sampled. A
+    caller that holds a target in a variable or a second container makes its count higher, so
+    it is never taken for a temporary; objects in a garbage cycle hold each other and are not
+    told apart from held ones either.
+    """
+    probe_list = [object()]
+    probe_wanted = list(probe_list)
+    base = 0
+    for probe in probe_wanted:
+        base = sys.getrefcount(probe)
+    del probe_list, probe_wanted
+    return {id(t) for t in wanted if sys.getrefcount(t) <= base}
+
+
 class _Search:
     """The breadth-first search state: parent ids, the frontier, the targets left."""
+
+    dropped: set[int] = frozenset()  # type: ignore[assignment]
+    """Targets only the search's caller still held (see :func:`_held_only_by_the_search`)."""
 
     def __init__(self, targets: list[object], roots: list[_Root], places: CodePlaces) -> None:
         self.roots = roots
@@ -264,7 +300,9 @@ class _Search:
         for target in targets:
             found = self.chain(target)
             if found is None:
-                if self.remaining and self.stop_reason.startswith(("node", "time")):
+                if id(target) in self.dropped:
+                    resolved.append(TEMPORARY)
+                elif self.remaining and self.stop_reason.startswith(("node", "time")):
                     resolved.append(f"<not found: the search stopped early, {self.stop_reason}>")
                 else:
                     resolved.append("<not found: held only by the caller, a C extension or the C stack>")
@@ -277,7 +315,7 @@ class _Search:
         for target, item in zip(targets, resolved, strict=True):
             type_name = qualified_type_name(type(target))
             if isinstance(item, str):
-                out.append(Holder(type_name, item, "unknown"))
+                out.append(Holder(type_name, item, "temporary" if item == TEMPORARY else "unknown"))
             else:
                 root, objs = item
                 writer = _PathWriter(root, objs)

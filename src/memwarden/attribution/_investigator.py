@@ -288,6 +288,7 @@ class Investigator:
         holders: tuple[Holder, ...] = ()
         traced_end = state["traced"]
         samples: list[object] = []
+        sampled_groups: list[tuple[int, int]] = []
         diffs: list[Any] = []
         owns_tracing = bool(getattr(window, "owns_tracing", True))  # close() resets it
         try:
@@ -296,7 +297,8 @@ class Investigator:
             diffs = window.diff(group_by="traceback", top=self.config.top_sites, name_functions=False)
             sites = tuple(_site_from_diff(d) for d in diffs)
             sampled_at = time.perf_counter()
-            samples = self._sample_objects(sites)  # needs tracemalloc: before the window closes
+            # needs tracemalloc: before the window closes
+            samples, sampled_groups = self._sample_objects(sites)
             notes.append(f"{len(samples)} holder samples in {time.perf_counter() - sampled_at:.2f} s")
         except Exception as exc:
             notes.append(f"attribution failed: {exc!r}")
@@ -317,9 +319,16 @@ class Investigator:
         try:
             # the search walks the whole heap: 10-60x faster once tracemalloc has stopped
             searched_at = time.perf_counter()
-            holders = self._holders_for(samples)
+            holders, promoted = self._holders_for(samples, sampled_groups)
             if samples:
                 notes.append(f"holder search in {time.perf_counter() - searched_at:.2f} s")
+            if promoted is not None and promoted < len(sites):
+                # the sites above it were in flight: the one whose objects are held leads
+                notes.append(
+                    f"nothing held the objects sampled at the sites above {sites[promoted].file}:"
+                    f"{sites[promoted].line} (in flight), and something holds its own: that site is put first"
+                )
+                sites = (sites[promoted], *sites[:promoted], *sites[promoted + 1 :])
         except Exception as exc:
             notes.append(f"holder search failed: {exc!r}")
         finally:
@@ -360,15 +369,26 @@ class Investigator:
         ]
         return tuple(TypeGrowth(d.type, d.count_diff, d.size_diff_bytes) for d in grown[:10])
 
-    def _sample_objects(self, sites: tuple[Site, ...]) -> list[object]:
-        """A few live objects allocated at the first top site that still has some (one time budget for all)."""
+    def _sample_objects(self, sites: tuple[Site, ...]) -> tuple[list[object], list[tuple[int, int]]]:
+        """A few live objects from each of the top sites that still have some (one time budget
+        for all), flat, and ``(site index, how many)`` for each site sampled, in order.
+
+        More than one site is sampled so that the holder search can tell a site whose objects
+        were in flight (a batch's dict being built as the window closed) from the one that keeps
+        its objects; sites under a tenth of the first one sampled are not worth the heap scan.
+        """
         from .._introspect import type_module
         from ._holders import is_memwarden_module, sample_objects
 
         deadline = time.monotonic() + self.config.sample_budget_s
-        for site in sites[:3]:
+        flat: list[object] = []
+        groups: list[tuple[int, int]] = []
+        first_size = 0
+        for index, site in enumerate(sites[:3]):
             left = deadline - time.monotonic()
             if left <= 0:
+                break
+            if groups and site.size_diff_bytes < 0.1 * first_size:
                 break
             found = sample_objects(
                 site.file,
@@ -378,13 +398,29 @@ class Investigator:
                 survivors_first=True,
             )
             objs = [o for o in found if not is_memwarden_module(type_module(type(o)) or "")]
+            del found
             if objs:
-                return objs[: self.config.holder_samples]
-        return []
+                kept = objs[: self.config.holder_samples]
+                flat.extend(kept)
+                groups.append((index, len(kept)))
+                first_size = first_size or site.size_diff_bytes
+            del objs
+        return flat, groups
 
-    def _holders_for(self, samples: list[object]) -> tuple[Holder, ...]:
+    def _holders_for(
+        self, samples: list[object], groups: list[tuple[int, int]]
+    ) -> tuple[tuple[Holder, ...], int | None]:
+        """The holders of the first sampled site whose objects are held, and that site's index.
+
+        A site none of whose samples is held by the time of the search (in flight when the window
+        closed: dropped since, or still in the hands of a running call, like a batch's dict being
+        sorted) gives way to a later one whose samples are held, and its index is returned;
+        otherwise the first sampled site's holders are returned as they are (held, temporaries or
+        not found) with ``None``. (A leak only C state reaches would give way too, to a held site
+        below it: the summary then names that site and its holder, which agree.)
+        """
         if not samples:
-            return ()
+            return (), None
         from ._holders import search_holders, summarise_paths
 
         # the calling thread's frames too: a Monitor stopped inside main() concludes here, in main's
@@ -392,13 +428,25 @@ class Investigator:
         search = search_holders(
             samples, time_budget_s=self.config.holder_budget_s, include_current_thread=True
         )
-        holders: dict[tuple[str, str, str, str | None], Holder] = {}
-        for h in summarise_paths(search.paths):
-            # patterns that differ only in depth are one holder to the reader: keep the commonest
-            holders.setdefault((h.type, h.path, h.root_kind, h.bound), h)
-        # a sample caught in flight (a request's temporaries) has no holder: say so only if none was found
-        found = [h for h in holders.values() if not h.path.startswith("<")]
-        return tuple((found or list(holders.values()))[:5])
+        chosen: tuple[tuple[Holder, ...], int] | None = None
+        start = 0
+        for index, count in groups:
+            paths = search.paths[start : start + count]
+            start += count
+            holders: dict[tuple[str, str, str, str | None], Holder] = {}
+            for h in summarise_paths(paths):
+                # patterns that differ only in depth are one holder to the reader: keep the commonest
+                holders.setdefault((h.type, h.path, h.root_kind, h.bound), h)
+            # a sample caught in flight (a request's temporaries) has no holder: say so only if none was found
+            found = [h for h in holders.values() if not h.path.startswith("<")]
+            if chosen is None:
+                chosen = (tuple((found or list(holders.values()))[:5]), index)
+            if found:
+                if chosen[1] != index:
+                    return tuple(found[:5]), index
+                break
+        assert chosen is not None
+        return chosen[0], None
 
     # -- the GPU: PyTorch's allocation history ---------------------------------------------------------
 
