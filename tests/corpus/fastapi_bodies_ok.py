@@ -4,7 +4,7 @@
 is dropped with the request. The same uvicorn thread, the same ``httpx.Client`` posting ~2 KB JSON
 bodies back to back. Only per-request temporaries (and the servers' own bounded buffers): flat.
 
-memwarden-expect: stable
+memwarden-expect: stable|plateau
 """
 
 from __future__ import annotations

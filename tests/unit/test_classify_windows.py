@@ -9,6 +9,7 @@ replacing entries, a collector's sawtooth) and check the verdict and the evidenc
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -281,3 +282,86 @@ def test_recorded_runs_that_fooled_the_classifier_get_their_verdict() -> None:
     example = diagnose(str(RUNS / "leaky_service.db"))
     assert example.verdict == "python_leak", (example.verdict, example.evidence)
     assert example.holders and "HISTORY" in example.holders[0].path
+
+
+PANDAS_RSS_MIB = [
+    24.7,
+    49.65,
+    76.31,
+    76.34,
+    76.34,
+    77.59,
+    77.59,
+    76.09,
+    77.66,
+    77.67,
+    77.67,
+    76.09,
+    77.29,
+    76.1,
+    76.1,
+    77.02,
+    77.02,
+    77.02,
+    77.04,
+    83.55,
+    79.23,
+    79.25,
+    79.25,
+    91.62,
+    82.7,
+    82.7,
+    86.73,
+    86.51,
+    76.4,
+    76.46,
+]
+"""RSS of a recorded `memwarden run tests/corpus/pandas_frames_ok.py` (no window opened), one
+sample every ~0.29 s: DataFrames of 1k-400k rows built and dropped, spikes in the second half,
+back to 76.4 MiB at the end."""
+
+
+def _swinging(floor_rate: float) -> list[float]:
+    """The recorded pandas RSS, its floor rising ``floor_rate`` B/s after the 0.6 s import."""
+    return [v * MiB + floor_rate * max(0.0, i * 0.29 - 0.6) for i, v in enumerate(PANDAS_RSS_MIB)]
+
+
+def test_a_working_set_that_swings_up_and_comes_back_down_is_no_leak() -> None:
+    """DataFrames of 1k-400k rows built and dropped: RSS spikes in the second half and slopes up
+    through its spikes, but comes back down to where it was: nothing was kept."""
+    samples = samples_from_series({"process.rss_bytes": _swinging(0.0)}, interval=0.29)
+    v = classify(samples, Evidence())
+    assert v.verdict not in ("python_leak", "native_leak"), (v.verdict, v.evidence)
+    assert "trend.given_back" in _codes(v)
+
+
+def test_a_leak_under_the_same_swings_is_still_a_leak() -> None:
+    """The control: the same spikes over a floor that rises 1 MiB/s: the floor keeps the growth."""
+    samples = samples_from_series({"process.rss_bytes": _swinging(1.0 * MiB)}, interval=0.29)
+    v = classify(samples, Evidence())
+    assert v.verdict in ("python_leak", "native_leak"), (v.verdict, v.evidence)
+    assert "trend.given_back" not in _codes(v)
+
+
+def test_a_window_whose_samples_were_all_temporaries_does_not_make_the_growth_python_s() -> None:
+    """The window closed on a 10 MiB DataFrame in hand, and the holder search found every sampled
+    object dropped a moment later: what it traced was in flight, not a rate of Python growth."""
+    interval, n = 0.25, 40
+    window = (6.0, 7.0)
+    times = [i * interval for i in range(n)]
+    rss = [60 * MiB + t * 0.8 * MiB + j for t, j in zip(times, _jitter(n, 30 * KiB), strict=True)]
+    traced = [(t - window[0]) * 10 * MiB if window[0] < t <= window[1] else None for t in times]
+    samples = samples_from_series(
+        {"process.rss_bytes": rss, "tracing.traced_bytes": traced}, interval=interval
+    )
+    temporary = Holder(
+        "pandas.DataFrame", "<a temporary: nothing in the program holds it any more>", "temporary"
+    )
+    in_flight = dataclasses.replace(_window(*window, traced=10 * MiB), holders=(temporary,))
+    v = classify(samples, Evidence(windows=(in_flight,)))
+    assert v.verdict != "python_leak", (v.verdict, v.evidence)
+    assert "window.in_flight" in _codes(v)
+    python = v.growth_bytes_per_s["python"]
+    assert python is not None and python < 0.1 * MiB
+    held = classify(samples, Evidence(windows=(_window(*window, traced=10 * MiB),)))
+    assert held.verdict == "python_leak", (held.verdict, held.evidence)  # the control: a held sample

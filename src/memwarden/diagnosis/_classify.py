@@ -237,6 +237,12 @@ def classify(
     began: GrowthStart | None = None
     stopped_at: tuple[float, float] | None = None  # (offset, rise) of a long run's growth that stopped
     grows = rss_tr is not None and _meaningful_growth(rss_tr, cfg) and not stopped
+    given_back = _given_back(trend_samples, primary_key, rss_tr, cfg, windows) if grows else None
+    if given_back is not None:
+        # memory that came back down was not kept: a working set swinging with what the program
+        # has in hand (DataFrames of 1k-400k rows), not a leak, whatever the slope through it
+        grows = False
+        add("trend.given_back", given_back)
     if grows:
         assert rss_tr is not None
         began = _growth_start(trend_samples, primary_key, rss_tr, cfg, windows)
@@ -245,6 +251,16 @@ def classify(
             growth["native"] = max(0.0, began.rate_bytes_per_s - max(0.0, python_rate or 0.0))
         window_rss = _window_rate(samples, primary_key, window) if window is not None else None
         python_explains = _python_explains(rss_tr, blocks_tr, python_rate, window, cfg, window_rss)
+        in_flight = None
+        if python_explains and blocks_bytes < cfg.python_share * rss_tr.rate_per_s:
+            in_flight = _in_flight(window)
+        if in_flight is not None:
+            # what the window traced was in flight (a DataFrame in hand as it closed): no rate of
+            # Python growth, whatever its size; the block count is what is left to go by
+            python_explains = False
+            add("window.in_flight", in_flight)
+            growth["python"] = python_rate = blocks_bytes
+            growth["native"] = max(0.0, (growth["rss"] or 0.0) - blocks_bytes)
         unbounded = _unbounded_cache_at_site(caches, sites) if not python_explains else None
         if unbounded is not None:
             # an unbounded lru_cache at the growing site keeps Python objects, whatever share of
@@ -372,6 +388,7 @@ def classify(
             and blocks_bytes * duration >= cfg.min_growth_bytes / 4
             and window is not None
             and bool(window.sites)
+            and _in_flight(window) is None
             and python_rate is not None
             and python_rate >= cfg.min_rate_bytes_per_s
             and python_rate * duration >= cfg.min_growth_bytes
@@ -906,6 +923,51 @@ def _malloc_used(samples: Sequence[Sample]) -> tuple[list[float], list[float]]:
     return _derived(samples, LIBC_IN_USE, lambda m: float(m.get(LIBC_MMAPPED) or 0))
 
 
+_GIVEN_BACK_SHARE = 0.25
+"""A rise whose late floor keeps less than this share of it was given back."""
+
+
+def _given_back(
+    samples: Sequence[Sample],
+    key: str,
+    tr: Trend | None,
+    cfg: DiagnosisConfig,
+    windows: _Windows | None = None,
+) -> str | None:
+    """A sentence saying the series came back down to where its growth began, or ``None``.
+
+    A leak never gives memory back: whatever the program does on top of it, the level it returns
+    to rises with what it keeps. So growth counts only where the floor of the last quarter of
+    the run (after the warm-up; the very last sample, taken as the program exits, left out)
+    stays above the first quarter's median by at least a quarter of the trend's rise, or where it
+    fell to that floor by less than the whole rise (a leak growing in arena-sized steps dips to an
+    earlier step now and then; a swing that gives back more than the trend grew is no dip). A working
+    set that swings with the size of what is in hand (DataFrames of 1k-400k rows: RSS 76 MiB,
+    spikes to 92 MiB in the second half, back to 76 MiB at the end) slopes up through its spikes
+    but keeps nothing.
+    """
+    if tr is None or tr.growth_bytes <= 0:
+        return None
+    ts, ys = _primary_series(samples, key, windows)
+    start = tr.warmup_end_t if tr.warmup_end_t is not None else ts[0] if ts else 0.0
+    kept = [(t, y) for t, y in zip(ts, ys, strict=True) if t >= start][:-1]
+    if len(kept) < 8:
+        return None
+    quarter = max(2, len(kept) // 4)
+    early = statistics.median(y for _, y in kept[:quarter])
+    low_at = min(range(len(kept) - quarter, len(kept)), key=lambda i: kept[i][1])
+    low_t, low = kept[low_at]
+    high = max(y for _, y in kept[:low_at]) if low_at else low
+    if low - early >= _GIVEN_BACK_SHARE * tr.growth_bytes or high - low < max(
+        tr.growth_bytes, cfg.min_growth_bytes
+    ):
+        return None
+    return (
+        f"{key} came back down to {format_bytes(low)} at {low_t:.1f} s, where it was after the warm-up "
+        f"({format_bytes(early)}; up to {format_bytes(high)} in between): memory given back was not kept"
+    )
+
+
 def _meaningful_growth(tr: Trend, cfg: DiagnosisConfig) -> bool:
     return (
         tr.status == "growing"
@@ -941,6 +1003,28 @@ def _window_rate(samples: Sequence[Sample], key: str, window: WindowEvidence) ->
     if len(inside) < 3 or inside[-1][0] <= inside[0][0]:
         return None
     return theil_sen([t for t, _ in inside], [y for _, y in inside])[0]
+
+
+def _in_flight(window: WindowEvidence | None) -> str | None:
+    """A sentence saying the window's growth was in flight, or ``None``: none of the objects
+    sampled at its top site was held, and some were found again by the holder search as
+    temporaries (nothing in the program held them any more). A leak's objects are still held
+    when the search runs, a fraction of a second later; a working set in hand as the window
+    closed is gone (a DataFrame's internals: some dropped outright, the rest weakrefs and lists
+    in the garbage cycles pandas builds, which the search cannot reach either). The caller checks
+    that the block count does not grow with the process: a leak that only C state reaches (an
+    ORM's identity map) still grows it."""
+    if window is None or not window.holders or not window.sites:
+        return None
+    if any(not h.path.startswith("<") for h in window.holders):
+        return None  # something holds what was sampled: not in flight
+    if not any(h.root_kind == "temporary" for h in window.holders):
+        return None
+    site = window.sites[0]
+    return (
+        f"what the window traced at {short_path(site.file)}:{site.line} was in flight: by the time "
+        "memwarden looked for their holders, nothing held the objects sampled there, and some were dropped"
+    )
 
 
 def _python_explains(
@@ -1079,7 +1163,9 @@ def _freed_but_kept(
     free_t, free = series(list(samples), LIBC_FREE)
     if len(set(used_t)) < 2 or len(set(free_t)) < 2:
         return None  # no glibc numbers (another libc, or the probe off): nothing to tell them by
-    used_rate, _ = theil_sen(used_t, used)
+    # the floor of the bytes in use, not the samples: what the program has in hand when a sample
+    # is taken (a 400k-row DataFrame: +10 MiB for one sample) spikes the samples, not their floor
+    used_rate = min(theil_sen(used_t, used)[0], theil_sen(used_t, _rolling_min(used))[0])
     free_rate, _ = theil_sen(free_t, free)
     grown = growth.growth_bytes
     trimmed = float(ev.trim.returned_bytes) if ev.trim is not None else 0.0
@@ -1092,6 +1178,12 @@ def _freed_but_kept(
     if ev.trim is not None:
         notes.append(f"malloc_trim(0) gave back {format_bytes(trimmed)} (the run grew {format_bytes(grown)})")
     return notes
+
+
+def _rolling_min(values: Sequence[float], width: int = 3) -> list[float]:
+    """Each value replaced by the least of it and its neighbours (``width`` values centred on it)."""
+    half = width // 2
+    return [min(values[max(0, i - half) : i + half + 1]) for i in range(len(values))]
 
 
 def _sawtooth_kept(samples: Sequence[Sample]) -> list[str] | None:
