@@ -824,3 +824,14 @@ def test_a_global_dict_filled_before_tracing_is_read_newest_first(
         )
     assert mod.TOKENS[30_019] in first and mod.TOKENS[0] not in first
     assert len(tokens) == 5 and {p.path for p in find_holders(tokens)} == {f"{mod.__name__}.TOKENS[<int>]"}
+
+
+def test_a_holder_says_whether_the_collector_tracks_what_it_holds() -> None:
+    """A tuple of numbers is one the collector stops tracking: nothing in it owns native memory,
+    and the holder says so (a tuple holding a list stays tracked)."""
+    plain, mixed = (1, 2.0, 3), (1, [2.0])
+    gc.collect()  # the collector untracks tuples of atomic items when it first looks at them
+    box = types.SimpleNamespace(items=[plain, mixed])
+    paths = search_holders([plain, mixed], include_current_thread=True).paths
+    assert [p.untracked for p in paths] == [True, False], paths
+    del box

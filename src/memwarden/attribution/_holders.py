@@ -327,7 +327,8 @@ class _Search:
                     type_name = qualified_type_name(type(objs[-1]))
                 bound = _full_bound(objs[-2]) if len(objs) >= 2 else None
                 via = tuple(qualified_type_name(type(o)) for o in objs[1:-1])
-                out.append(Holder(type_name, path, kind, bound, len(objs) - 1, via=via))
+                untracked = not gc.is_tracked(objs[-1])
+                out.append(Holder(type_name, path, kind, bound, len(objs) - 1, via=via, untracked=untracked))
         return tuple(out)
 
 
@@ -780,13 +781,13 @@ def summarise_paths(paths: Iterable[Holder]) -> list[Holder]:
     Paths already name dict keys and list positions by type (``[<str>]``, ``[<int>]``); here
     thread names that differ only by a number (``Thread-3``, ``Thread-7``) are merged too.
     """
-    counts: dict[tuple[str, str, str, int, str | None, tuple[str, ...]], int] = {}
+    counts: dict[tuple[str, str, str, int, str | None, tuple[str, ...], bool], int] = {}
     for p in paths:
-        key = (p.type, _shape(p.path), p.root_kind, p.depth, p.bound, p.via)
+        key = (p.type, _shape(p.path), p.root_kind, p.depth, p.bound, p.via, p.untracked)
         counts[key] = counts.get(key, 0) + p.count
     patterns = [
-        Holder(t, path, kind, bound, depth, n, via)
-        for (t, path, kind, depth, bound, via), n in counts.items()
+        Holder(t, path, kind, bound, depth, n, via, untracked)
+        for (t, path, kind, depth, bound, via, untracked), n in counts.items()
     ]
     patterns.sort(key=lambda p: (-p.count, p.depth, p.path))
     return patterns

@@ -227,7 +227,10 @@ _NATIVE_OWNERS = frozenset(
         "PIL.Image.Image",
     }
 )
-_PYTHON_BUFFERS = frozenset({"bytes", "bytearray", "str"})
+_PYTHON_BUFFERS = frozenset({"bytes", "bytearray", "str", "int", "float", "complex"})
+_PLAIN_CONTAINERS = frozenset({"tuple", "dict"})
+"""Containers that hold nothing but Python's own memory when the collector does not track them
+(it stops tracking a tuple or dict whose items are all numbers, strings and such)."""
 _ITEM = re.compile(r"(\[<[^>\]]*>\]|\{…\})+$")
 
 
@@ -240,7 +243,8 @@ def owner_kind(holder: Holder, types: Sequence[TypeGrowth] = ()) -> str | None:
     """What kind of thing holds the objects, from the holder's type, the types on its path and the
     growing types: ``"session"``, ``"logging"``, ``"loggers"``, ``"queue"``, ``"future"``,
     ``"registry"``, ``"native_owner"`` (each object owns a buffer: arrays, tensors, DataFrames),
-    ``"python_buffer"`` (bytes, str: memory Python's allocator gives out) or None."""
+    ``"python_buffer"`` (bytes, str, numbers, and tuples or dicts of them: memory Python's
+    allocator gives out) or None."""
     names = (*holder.via, holder.type)
     if any(n in _SESSIONS for n in names):
         return "session"
@@ -261,7 +265,7 @@ def owner_kind(holder: Holder, types: Sequence[TypeGrowth] = ()) -> str | None:
         return "registry"
     if holder.type in _NATIVE_OWNERS:
         return "native_owner"
-    if holder.type in _PYTHON_BUFFERS:
+    if holder.type in _PYTHON_BUFFERS or (holder.untracked and holder.type in _PLAIN_CONTAINERS):
         return "python_buffer"
     return None
 

@@ -114,6 +114,8 @@ class Holder:
     objects were found held along paths of this shape (1 for one object's path). ``via`` names the
     types of the objects between the root and the held object, outermost first (``("logging.handlers
     .MemoryHandler", "list")`` for ``app.log.handler.buffer[<int>]``): what advice is chosen by.
+    ``untracked`` is true when the held objects are ones the garbage collector does not track (a
+    tuple or dict holding only numbers and strings): nothing in them owns memory outside Python's.
 
     A path that enters a library's object internals is cut at the object the user reaches (a list of
     DataFrames reads ``app.KEPT[<int>]``, not ``app.KEPT[<int>]._mgr.<ref tuple>[<int>]``): then
@@ -129,6 +131,7 @@ class Holder:
     depth: int = 0
     count: int = 1
     via: tuple[str, ...] = ()
+    untracked: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +142,7 @@ class Holder:
             "depth": self.depth,
             "count": self.count,
             "via": list(self.via),
+            "untracked": self.untracked,
         }
 
     @classmethod
@@ -151,6 +155,7 @@ class Holder:
             int(d.get("depth", 0)),
             int(d.get("count", 1)),
             tuple(str(v) for v in d.get("via", ())),
+            bool(d.get("untracked", False)),
         )
 
 
