@@ -509,3 +509,24 @@ def test_a_rise_is_dated_by_when_it_got_there_not_by_the_run_before_it() -> None
     took = float(trend.reason.split(" in ", 1)[1].split(" s,", 1)[0])
     # 90 % of the rise is there at about 3.5 s (1.5 s * ln 10)
     assert 3.0 <= took <= 5.0, trend.reason
+
+
+CHAT_TIMES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.1, 1.3, 1.5, 1.8, 2.0, 2.3, 2.5, 2.8, 3.1, 3.4, 3.6, 3.9, 4.2, 4.6, 4.9, 5.2,
+              5.5, 5.9, 6.3, 6.6, 7.0, 9.4, 9.8, 10.1]  # fmt: skip
+CHAT_MIB = [23.57, 30.75, 30.77, 30.77, 30.78, 30.79, 30.81, 30.85, 30.96, 31.27, 31.30, 31.73, 32.10, 32.30, 32.69, 32.94,
+            32.94, 32.96, 32.96, 32.97, 32.97, 32.97, 32.97, 32.97, 32.97, 32.97, 32.97, 32.97, 32.96]  # fmt: skip
+"""A bounded chat store filling up (recorded RSS, memwarden's own taken out): the interpreter's
+start, up for 3.5 s, then
+flat for 6 s; sampling paused 2.4 s at 7.0 s (a window's close), so the last third in time holds
+four samples, all equal."""
+
+
+def test_a_plateau_whose_last_third_has_few_equal_samples_is_a_plateau() -> None:
+    trend = analyse(CHAT_TIMES, [v * 2**20 for v in CHAT_MIB], min_rate=20 * 1024)
+    assert trend.status == "plateau", trend.reason
+
+
+def test_a_leak_sampled_as_sparsely_at_the_end_still_grows() -> None:
+    """The control: the same times, growing 300 KiB/s throughout."""
+    trend = analyse(CHAT_TIMES, [30 * 2**20 + t * 300 * 1024 for t in CHAT_TIMES], min_rate=20 * 1024)
+    assert trend.status == "growing", trend.reason
