@@ -34,9 +34,11 @@ def test_unbounded_history_is_a_python_leak_held_by_the_sessions_dict(tmp_path: 
 def test_memwarden_stores_plateau_and_report_their_size(tmp_path: Path) -> None:
     """With memwarden.llm's SessionStore the verdict is plateau or stable (no leak), and the store
     is listed among the caches only if it grew, never as unbounded."""
-    # at the default cadence (--interval auto): the store fills to its 100 sessions in ~3.5 s and
-    # the run's last third, after a window's close paused the sampling, holds only a few samples
-    verdict = _verdict(tmp_path, "--bounded")  # after -m MODULE every option is the module's
+    # at a fixed 1 s cadence: at --interval auto this 8 s run's warm-up (the store filling to its
+    # 100 sessions in ~3.5 s, then memwarden's window) read plateau in 12 of 12 runs by hand, but
+    # native_leak once in a loaded test run: issue 9's open work on short runs, not this test's
+    # subject (the stores' bound)
+    verdict = _verdict(tmp_path, "--bounded", interval="1")  # after -m MODULE every option is the module's
     assert verdict["verdict"] in ("plateau", "stable"), verdict["summary"]
     assert not verdict["leak"]
     for cache in verdict["caches"]:
