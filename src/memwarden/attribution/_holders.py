@@ -268,6 +268,7 @@ class _Search:
         instances report as referents, and so would break paths that share them.
         """
         resolved: list[tuple[_Root, list[object]] | str] = []
+        index = _DictIndex()  # shared by every path: they go through the same big dicts
         for target in targets:
             found = self.chain(target)
             if found is None:
@@ -277,7 +278,7 @@ class _Search:
                     resolved.append("<not found: held only by the caller, a C extension or the C stack>")
                 continue
             root, ids = found
-            objs = _resolve(root.obj, ids)
+            objs = _resolve(root.obj, ids, index)
             resolved.append((root, objs) if objs is not None else "<path changed while it was being read>")
         out: list[Holder] = []
         roles: dict[type, str] = {}
@@ -287,7 +288,7 @@ class _Search:
                 out.append(Holder(type_name, item, "unknown"))
             else:
                 root, objs = item
-                writer = _PathWriter(root, objs)
+                writer = _PathWriter(root, objs, index)
                 path, kind = writer.write()
                 cut = writer.cut(self.places, roles)
                 if cut is not None:  # the path entered a library's internals: stop at the user's owner
@@ -309,12 +310,15 @@ def _full_bound(container: object) -> str | None:
     return None
 
 
-def _resolve(root: object, ids: list[int]) -> list[object] | None:
+def _resolve(root: object, ids: list[int], index: _DictIndex | None = None) -> list[object] | None:
     """The objects along a path of ids, found again from the root (None if it changed)."""
     objs: list[object] = [root]
     current = root
     for wanted in ids:
-        child = _dict_child(current, wanted) if type(current) is dict else None
+        child = None
+        if type(current) is dict:
+            hit = index.find(current, wanted) if index is not None else None
+            child = hit[2] if hit is not None else _dict_child(current, wanted)
         if child is None:
             for child in gc.get_referents(current):
                 if id(child) == wanted:
@@ -326,7 +330,7 @@ def _resolve(root: object, ids: list[int]) -> list[object] | None:
     return objs
 
 
-def _dict_child(d: dict[Any, Any], wanted: int) -> object | None:
+def _dict_child(d: dict[object, object], wanted: int) -> object | None:
     """The value or key of ``d`` whose id is ``wanted``, newest items first, without copying ``d``
     (a list of a big dict's referents costs more than the walk); ``None`` if not found or if ``d``
     changed meanwhile (the caller then looks through its referents)."""
@@ -442,6 +446,61 @@ def _key_label(key: object) -> str:
     return f"[<{type(key).__name__}>]"
 
 
+class _DictIndex:
+    """For the big dicts along the paths being named: where each value and key sits, found once.
+
+    Naming ten paths through a global dict of 170,000 records looks the dict up twenty or thirty
+    times, while the program keeps adding to it: a walk from its newest items passes everything
+    added since the samples were taken each time. Dicts of ``_INDEX_LEN`` to ``_INDEX_MAX`` items
+    are indexed on the first look (three dicts keyed by id, no tuple per item: millions of new
+    tracked objects would set off full collections of the program's heap); smaller ones are
+    walked, larger ones too (their index would cost memwarden too much memory).
+    """
+
+    def __init__(self) -> None:
+        self._indexes: dict[int, tuple[dict[Any, Any], _Index]] = {}
+
+    def find(self, d: dict[Any, Any], wanted: int) -> tuple[str, object, object] | None:
+        """``("value" or "key", key, the object)`` for the object of id ``wanted`` in ``d``, or None."""
+        if not _INDEX_LEN <= len(d) <= _INDEX_MAX:
+            return None
+        entry = self._indexes.get(id(d))
+        if entry is None or entry[0] is not d:
+            entry = self._indexes[id(d)] = (d, _index_dict(d))
+        key_of_value, value_of, key_of = entry[1]
+        if wanted in key_of_value:
+            return ("value", key_of_value[wanted], value_of[wanted])
+        if wanted in key_of:
+            return ("key", key_of[wanted], key_of[wanted])
+        return None
+
+    def hop(self, d: dict[Any, Any], child: object) -> tuple[str, object] | None:
+        hit = self.find(d, id(child))
+        return (hit[0], hit[1]) if hit is not None and hit[2] is child else _dict_hop(d, child)
+
+
+_INDEX_LEN = 2048
+_INDEX_MAX = 1_000_000
+_Index = tuple[dict[int, object], dict[int, object], dict[int, object]]
+
+
+def _index_dict(d: dict[Any, Any]) -> _Index:
+    """``({id(value): key}, {id(value): value}, {id(key): key})``; empty if ``d`` changed while read."""
+    keys = list(d.keys())
+    values = list(d.values())
+    if len(keys) != len(values) or len(keys) != len(d):  # the program changed it in between
+        return ({}, {}, {})
+    # the oldest item wins where a value sits under several keys (as _dict_hop's walk finds it)
+    value_ids = list(map(id, values))
+    value_ids.reverse()
+    keys_newest_first = keys[::-1]
+    key_of_value = dict(zip(value_ids, keys_newest_first, strict=True))
+    values.reverse()
+    value_of = dict(zip(value_ids, values, strict=True))
+    key_of = dict(zip(map(id, keys), keys, strict=True))
+    return key_of_value, value_of, key_of
+
+
 def _dict_hop(d: dict[Any, Any], child: object) -> tuple[str, object] | None:
     """(``"value"``, key) when ``child`` is a value of ``d``, (``"key"``, key) when it is a key.
 
@@ -529,8 +588,9 @@ class _PathWriter:
     (``[<str>]``).
     """
 
-    def __init__(self, root: _Root, objs: list[object]) -> None:
+    def __init__(self, root: _Root, objs: list[object], index: _DictIndex | None = None) -> None:
         self.root = root
+        self.index = index or _DictIndex()
         self.objs = objs
         self.special: RootKind | None = None
         self.first_is_class = False
@@ -602,7 +662,7 @@ class _PathWriter:
         self, text: str, parent: object, child: object, *, mode: str, i: int, pending: list[str]
     ) -> tuple[str, list[str]]:
         if is_a(parent, dict):
-            hop = _dict_hop(parent, child)
+            hop = self.index.hop(parent, child)
             if hop is None:
                 name = attribute_name(parent, child)
                 text += f".{name}" if name is not None else f".<ref {type(child).__name__}>"
@@ -803,6 +863,7 @@ def sample_objects(
     limit: int = 5,
     time_budget_s: float = 2.0,
     survivors_first: bool = False,
+    global_containers: GlobalContainers | None = None,
 ) -> list[object]:
     """Up to ``limit`` live objects that tracemalloc saw allocated at ``site_file:site_line``.
 
@@ -818,6 +879,10 @@ def sample_objects(
     dicts), then of big containers (256+ items), then of every other one. ``type_name`` keeps
     only objects of that type (``"UserEmbedding"`` or ``"app.cache.UserEmbedding"``). Needs
     tracemalloc tracing since before the objects were made; raises ProbeUnavailable otherwise.
+
+    ``global_containers`` is what :func:`global_containers` found, if the caller looked before
+    tracing began (under tracing the walk of every namespace costs 10-20 times more); the
+    containers made since are then not looked at first.
     """
     if limit < 1:
         raise UsageError(f"limit must be at least 1, not {limit}")
@@ -881,6 +946,23 @@ def sample_objects(
                     return True
         return False
 
+    def glance_dict(container: object) -> bool:
+        """Keep what the site made among a tracked dict's newest values, and among the untracked
+        objects those values hold (a record ``{"payload": "..."}`` filed under a fresh key); True
+        once enough of either."""
+        try:
+            newest = list(itertools.islice(reversed(container.values()), _GLANCE))  # type: ignore[attr-defined]
+        except RuntimeError:  # changed size during iteration
+            return False
+        for value in newest:
+            if is_tracked(value) and type_ok(type(value)):
+                tb = get_traceback(value)
+                if tb is not None and made_at_site(tb) and take(value):
+                    return True
+            if take_loose_children(value, _GLANCE):
+                return True
+        return False
+
     def take_nested(container: object) -> bool:
         """Look one level into an untracked dict or tuple made while tracing (a task's result
         ``{"thumb": b"..."}`` kept in a global dict): what the site made may sit inside it."""
@@ -910,7 +992,7 @@ def sample_objects(
         # the scan below reaches the young generations last, so its newest items are glanced at.
         # The glances first: they are bounded (64 items a list), while one huge untracked global
         # (a library's table of 10**6 numbers) can take the whole budget.
-        untracked, lists, caches = _big_globals()
+        untracked, lists, caches, dicts = global_containers or _big_globals()
         # an lru_cache's dict maps keys to results (maxsize=None) or to [prev, next, key, result]
         # links: a growing cache is where its function's results pile up, so it is looked at first
         # links: a growing cache is where its function's results pile up, so it is looked at first,
@@ -926,6 +1008,9 @@ def sample_objects(
                 break
             if glance_tracked(container):  # a global list of DataFrames: its newest items
                 return result()
+        for container in dicts:  # a global dict of records: its newest values, and what they hold
+            if time.perf_counter() > deadline or glance_dict(container):
+                break
         for container in untracked:
             if time.perf_counter() > deadline or take_loose_children(container):
                 break
@@ -1008,10 +1093,22 @@ def _newest_first(container: object) -> Iterator[object]:
         return
 
 
-def _big_globals() -> tuple[list[object], list[object], list[object]]:
+GlobalContainers = tuple[list[object], list[object], list[object], list[object]]
+"""Big containers in module globals and class attributes: untracked ones, tracked lists, the
+lru_caches' dicts, tracked dicts (see :func:`global_containers`)."""
+
+
+def global_containers() -> GlobalContainers:
+    """Big containers kept in module globals or class attributes, where leaks usually grow: for
+    :func:`sample_objects`, looked for before tracing starts (cheaper then)."""
+    return _big_globals()
+
+
+def _big_globals() -> GlobalContainers:
     """Big containers kept in module globals or class attributes: those the collector does not
-    track (any of ``_BIG_CONTAINERS``), the tracked lists, and the dicts of the lru_caches with
-    entries (``_LIST_LEN`` items make a list big enough here: a glance at one is cheap).
+    track (any of ``_BIG_CONTAINERS``), the tracked lists, the dicts of the lru_caches with
+    entries (``_LIST_LEN`` items make a list big enough here: a glance at one is cheap), and the
+    tracked dicts of ``_BIG_LEN`` items or more.
 
     A dict holding only strings and numbers is untracked, so ``gc.get_objects()`` never lists it,
     yet it is where a global cache of strings grows. Namespaces are read as dicts (no attribute
@@ -1021,6 +1118,7 @@ def _big_globals() -> tuple[list[object], list[object], list[object]]:
     untracked: dict[int, object] = {}
     lists: dict[int, object] = {}
     caches: dict[int, object] = {}
+    dicts: dict[int, object] = {}
     is_tracked = gc.is_tracked
 
     def keep(v: object) -> None:
@@ -1030,6 +1128,8 @@ def _big_globals() -> tuple[list[object], list[object], list[object]]:
                 lists[id(v)] = v
             elif len(v) >= _BIG_LEN:  # type: ignore[arg-type]
                 untracked[id(v)] = v
+        elif tp is dict and len(v) >= _BIG_LEN and is_tracked(v):  # type: ignore[arg-type]
+            dicts[id(v)] = v
         elif tp in _BIG_CONTAINERS and len(v) >= _BIG_LEN and not is_tracked(v):  # type: ignore[arg-type]
             untracked[id(v)] = v
         elif tp is _LRU_WRAPPER:
@@ -1051,7 +1151,7 @@ def _big_globals() -> tuple[list[object], list[object], list[object]]:
                         keep(attr)
         except RuntimeError:  # changed size during iteration: another thread is importing
             continue
-    return list(untracked.values()), list(lists.values()), list(caches.values())
+    return list(untracked.values()), list(lists.values()), list(caches.values()), list(dicts.values())
 
 
 def _raw_traceback_reader() -> tuple[Callable[[object], Sequence[tuple[str, int]] | None], bool]:
