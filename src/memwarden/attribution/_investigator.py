@@ -75,6 +75,19 @@ class InvestigatorConfig:
     slow_leak_bytes: int = 256 * 1024
     """... and stays open up to twice ``window_s`` while it traced some growth, but less than this
     (a slow leak needs longer to stand out of the churn)."""
+    clear_poll_s: float = 0.15
+    """It also closes as soon as its top site is clear (:func:`site_is_clear`), looked at every
+    ``clear_poll_s`` over its first ``clear_watch_s`` (the sampler's thread waits meanwhile): a
+    program slowed by tracing makes little progress per wall second, and a fast leak's site is
+    clear in a fraction of one. Past the watch the rules above decide (a slow leak under churn
+    needs them). 0: no watch."""
+    clear_watch_s: float = 1.0
+    clear_rises: int = 3
+    """A clear site rose in this many consecutive looks and was the top site in each ..."""
+    clear_site_bytes: int = 128 * 1024
+    """... it grew by at least this much ..."""
+    clear_share: float = 0.4
+    """... and holds at least this share of the window's traced growth."""
     frames: int = 16
     """Traceback depth of the tracemalloc window."""
     cooldown_s: float = 60.0
@@ -98,7 +111,15 @@ class InvestigatorConfig:
     gpu_min_rise_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("warmup_s", "cooldown_s", "holder_budget_s", "sample_budget_s", "min_window_s"):
+        for name in (
+            "warmup_s",
+            "cooldown_s",
+            "holder_budget_s",
+            "sample_budget_s",
+            "min_window_s",
+            "clear_poll_s",
+            "clear_watch_s",
+        ):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"InvestigatorConfig.{name} must be >= 0, not {getattr(self, name)!r}")
         for name in ("window_s", "windows_per_hour"):
@@ -108,8 +129,10 @@ class InvestigatorConfig:
             raise UsageError(
                 f"InvestigatorConfig.max_tracing_share must be in (0, 1], not {self.max_tracing_share!r}"
             )
-        if self.frames < 1 or self.max_kept_windows < 1:
-            raise UsageError("InvestigatorConfig.frames and max_kept_windows must be at least 1")
+        if self.frames < 1 or self.max_kept_windows < 1 or self.clear_rises < 1:
+            raise UsageError("InvestigatorConfig.frames, max_kept_windows and clear_rises must be at least 1")
+        if not 0 < self.clear_share <= 1:
+            raise UsageError(f"InvestigatorConfig.clear_share must be in (0, 1], not {self.clear_share!r}")
 
 
 def suspect_growth(
@@ -135,6 +158,36 @@ def suspect_growth(
         if rise >= threshold and steps and ups / len(steps) >= 0.6 and _rises(ys):
             return f"{key} rose by {rise:,.0f} over {len(ys)} samples"
     return None
+
+
+def site_is_clear(
+    looks: Sequence[Sequence[tuple[object, int]]],
+    *,
+    rises: int = 3,
+    min_bytes: int = 128 * 1024,
+    share: float = 0.4,
+) -> bool:
+    """Whether an open window's top growing site is clear from its latest ``looks``.
+
+    Each look lists the sites that grew since the window opened, as ``(site, bytes)``, largest
+    first. The site is clear when the same site was the top one in each of the last ``rises``
+    looks, its bytes rose at every one of them (from zero at the opening), it grew by at least
+    ``min_bytes`` and it holds at least ``share`` of the growth of all sites in the last look. A
+    churning site rises and falls; a slow leak under heavy churn takes long to reach ``min_bytes``
+    and keeps the window open by the other rules.
+    """
+    if len(looks) < rises or any(not look for look in looks[-rises:]):
+        return False
+    recent = looks[-rises:]
+    top = recent[-1][0][0]
+    previous = 0
+    for look in recent:
+        site, grown = look[0]
+        if site != top or grown <= previous:
+            return False
+        previous = grown
+    total = sum(max(0, grown) for _, grown in recent[-1])
+    return previous >= min_bytes and previous >= share * total
 
 
 def _rises(ys: Sequence[float]) -> bool:
@@ -212,6 +265,7 @@ class Investigator:
                 self.suspicion = why
                 with self.footprint.measure():
                     self._open_window(sample.mono, why)
+                self._watch_open_window(tick)
 
     def _window_done(self, mono: float) -> bool:
         """Whether the open window has seen enough: see :class:`InvestigatorConfig`'s window fields."""
@@ -229,6 +283,40 @@ class Investigator:
             return False
         slow_leak = _SLOW_LEAK_MIN_BYTES <= grown < cfg.slow_leak_bytes
         return not slow_leak or elapsed >= 2 * cfg.window_s
+
+    def _watch_open_window(self, tick: Tick) -> None:
+        """Look at the window just opened every ``clear_poll_s`` for ``clear_watch_s``, while the
+        program runs (the sampler's thread sleeps), and close it once its top site is clear."""
+        cfg, state = self.config, self._open
+        if cfg.clear_poll_s <= 0 or state is None:
+            return
+        started = state["wall"]
+        while time.monotonic() - started + cfg.clear_poll_s <= cfg.clear_watch_s:
+            time.sleep(cfg.clear_poll_s)
+            with self.footprint.measure():
+                if self._look():
+                    # the time on the sampler's clock: the opening's, plus how long the watch took
+                    self._close_window(tick, state["mono"] + (time.monotonic() - started))
+                    return
+
+    def _look(self) -> bool:
+        """Take one look at the open window's growing sites; whether the top one is clear."""
+        assert self._open is not None
+        cfg, state = self.config, self._open
+        try:
+            diffs = state["window"].diff(group_by="lineno", top=None, name_functions=False)
+        except Exception as exc:
+            state["looks"].clear()
+            self._notes.append(f"looking at an open window failed: {exc!r}")
+            return False
+        state["looks"].append([((d.file, d.line), int(d.size_diff_bytes)) for d in diffs])
+        del state["looks"][: -cfg.clear_rises]
+        clear = site_is_clear(
+            state["looks"], rises=cfg.clear_rises, min_bytes=cfg.clear_site_bytes, share=cfg.clear_share
+        )
+        if clear:
+            state["clear"] = True
+        return clear
 
     def budget_allows(self, mono: float) -> bool:
         """Whether a window may open at ``mono``: cooldown, windows per hour and tracing share.
@@ -259,7 +347,13 @@ class Investigator:
         census_before = self._census() if self.config.census else None
         # the window opens when tracing starts, after the census (0.5 s on a heap of 2 million
         # objects): the samples taken before that saw the program untraced
-        mono += time.perf_counter() - census_started
+        census_s = time.perf_counter() - census_started
+        # the big global containers, where a leak's samples are looked for first: found before
+        # tracing starts, where walking every namespace costs 10-20 times less
+        started = time.perf_counter()
+        containers = self._global_containers()
+        mono += time.perf_counter() - started
+        mono += census_s
         self._opened_at.append(mono)
         try:
             window.open()
@@ -270,10 +364,15 @@ class Investigator:
         traced, _ = window.traced_bytes()
         self._open = {
             "mono": mono,
+            "wall": time.monotonic(),
             "window": window,
             "census": census_before,
+            "census_s": census_s,
+            "containers": containers,
             "traced": traced,
             "why": why,
+            "looks": [],
+            "clear": False,
         }
         log.debug("memwarden: opened a tracemalloc window (%s)", why)
 
@@ -283,6 +382,8 @@ class Investigator:
             return
         window = state["window"]
         notes = [f"opened because {state['why']}"]
+        if state["clear"]:
+            notes.append(f"closed once its top site was clear ({self.config.clear_rises} rising looks)")
         sites: tuple[Site, ...] = ()
         types: tuple[TypeGrowth, ...] = ()
         holders: tuple[Holder, ...] = ()
@@ -293,10 +394,13 @@ class Investigator:
         try:
             traced_end, _ = window.traced_bytes()
             # functions are named once tracing has stopped: that parses source files
+            diffed_at = time.perf_counter()
             diffs = window.diff(group_by="traceback", top=self.config.top_sites, name_functions=False)
+            notes.append(f"sites diffed in {time.perf_counter() - diffed_at:.2f} s")
             sites = tuple(_site_from_diff(d) for d in diffs)
             sampled_at = time.perf_counter()
-            samples = self._sample_objects(sites)  # needs tracemalloc: before the window closes
+            # needs tracemalloc: before the window closes
+            samples = self._sample_objects(sites, state.pop("containers", None))
             notes.append(f"{len(samples)} holder samples in {time.perf_counter() - sampled_at:.2f} s")
         except Exception as exc:
             notes.append(f"attribution failed: {exc!r}")
@@ -311,15 +415,17 @@ class Investigator:
             notes.append(f"naming the sites' functions failed: {exc!r}")
         try:
             if state["census"] is not None:  # like the first one, once tracing has stopped
+                counted_at = time.perf_counter()
                 types = self._types_grown(state["census"])
+                notes.append(
+                    f"type census in {state['census_s']:.2f} s at the opening, "
+                    f"{time.perf_counter() - counted_at:.2f} s at the close"
+                )
         except Exception as exc:
             notes.append(f"type census failed: {exc!r}")
         try:
             # the search walks the whole heap: 10-60x faster once tracemalloc has stopped
-            searched_at = time.perf_counter()
-            holders = self._holders_for(samples)
-            if samples:
-                notes.append(f"holder search in {time.perf_counter() - searched_at:.2f} s")
+            holders = self._holders_for(samples, notes)
         except Exception as exc:
             notes.append(f"holder search failed: {exc!r}")
         finally:
@@ -360,7 +466,16 @@ class Investigator:
         ]
         return tuple(TypeGrowth(d.type, d.count_diff, d.size_diff_bytes) for d in grown[:10])
 
-    def _sample_objects(self, sites: tuple[Site, ...]) -> list[object]:
+    def _global_containers(self) -> Any:
+        from ._holders import global_containers
+
+        try:
+            return global_containers()
+        except Exception as exc:
+            self._notes.append(f"listing the global containers failed: {exc!r}")
+            return None
+
+    def _sample_objects(self, sites: tuple[Site, ...], containers: Any = None) -> list[object]:
         """A few live objects allocated at the first top site that still has some (one time budget for all)."""
         from .._introspect import type_module
         from ._holders import is_memwarden_module, sample_objects
@@ -376,15 +491,17 @@ class Investigator:
                 limit=self.config.holder_samples * 2,
                 time_budget_s=left,
                 survivors_first=True,
+                global_containers=containers,
             )
             objs = [o for o in found if not is_memwarden_module(type_module(type(o)) or "")]
             if objs:
                 return objs[: self.config.holder_samples]
         return []
 
-    def _holders_for(self, samples: list[object]) -> tuple[Holder, ...]:
+    def _holders_for(self, samples: list[object], notes: list[str] | None = None) -> tuple[Holder, ...]:
         if not samples:
             return ()
+        started = time.perf_counter()
         from ._holders import search_holders, summarise_paths
 
         # the calling thread's frames too: a Monitor stopped inside main() concludes here, in main's
@@ -392,6 +509,11 @@ class Investigator:
         search = search_holders(
             samples, time_budget_s=self.config.holder_budget_s, include_current_thread=True
         )
+        if notes is not None:
+            notes.append(
+                f"holder search in {time.perf_counter() - started:.2f} s "
+                f"({search.nodes_visited:,} objects: {search.stop_reason})"
+            )
         holders: dict[tuple[str, str, str, str | None], Holder] = {}
         for h in summarise_paths(search.paths):
             # patterns that differ only in depth are one holder to the reader: keep the commonest
