@@ -235,3 +235,21 @@ def test_a_fast_leak_closes_its_window_once_its_site_is_clear(leaky: types.Modul
     unwatched = run(InvestigatorConfig(**base, clear_poll_s=0.0)).evidence().windows[0]  # type: ignore[arg-type]
     assert unwatched.closed_s - unwatched.opened_s > 3.5, (unwatched.opened_s, unwatched.closed_s)
     assert not any(n.startswith("closed once") for n in unwatched.notes)
+
+
+def test_the_type_census_is_left_out_when_it_would_cost_too_much_of_the_run_so_far(
+    leaky: types.ModuleType,
+) -> None:
+    """A window whose two censuses are estimated to cost more than census_share of the time sampled
+    so far takes none and says why; the same window with a cheap estimate lists the growing types."""
+    base = dict(warmup_s=0.0, window_s=2.0, gpu_history=False, clear_poll_s=0.0)
+    rising = [100 * MIB + i * MIB for i in range(8)]
+    costly = InvestigatorConfig(**base, census_object_s=1.0)  # type: ignore[arg-type]
+    w = _drive(rising, costly, lambda: leaky.remember(300)).evidence().windows[0]
+    assert w.types == ()
+    assert any(n.startswith("type census left out: ") for n in w.notes), w.notes
+    assert w.sites and w.holders  # the site and the holder are still named
+    cheap = InvestigatorConfig(**base, census_object_s=1e-12)  # type: ignore[arg-type]
+    w = _drive(rising, cheap, lambda: leaky.remember(300)).evidence().windows[0]
+    assert "dict" in {t.type for t in w.types}, w.types
+    assert not any(n.startswith("type census left out") for n in w.notes)
