@@ -75,7 +75,7 @@ class InvestigatorConfig:
     slow_leak_bytes: int = 256 * 1024
     """... and stays open up to twice ``window_s`` while it traced some growth, but less than this
     (a slow leak needs longer to stand out of the churn)."""
-    clear_poll_s: float = 0.15
+    clear_poll_s: float = 0.1
     """It also closes as soon as its top site is clear (:func:`site_is_clear`), looked at every
     ``clear_poll_s`` over its first ``clear_watch_s`` (the sampler's thread waits meanwhile): a
     program slowed by tracing makes little progress per wall second, and a fast leak's site is
@@ -84,7 +84,7 @@ class InvestigatorConfig:
     clear_watch_s: float = 1.0
     clear_rises: int = 3
     """A clear site rose in this many consecutive looks and was the top site in each ..."""
-    clear_site_bytes: int = 128 * 1024
+    clear_site_bytes: int = 64 * 1024
     """... it grew by at least this much ..."""
     clear_share: float = 0.4
     """... and holds at least this share of the window's traced growth."""
