@@ -480,6 +480,9 @@ class Investigator:
         self._traced_s += max(0.0, mono - state["mono"])
         tick.recheck_layers()  # pymalloc cannot be read while tracemalloc traces
         tick.record(EVENT_WINDOW, evidence.to_json())
+        # the sample after this work is distorted by it (the diagnosis leaves it out): take it now,
+        # so that the next one on the cadence counts
+        tick.sample_again()
 
     def _census(self) -> Any:
         from ._census import program_census
