@@ -77,6 +77,16 @@ class Tick:
         """``{layer: why}`` for each layer that cannot be read right now."""
         return {st.layer: st.reason for st in self._sampler.status() if not st.available}
 
+    def sample_again(self) -> None:
+        """Ask the sampler's thread for one more sample as soon as this tick's observers are done,
+        before the next one on the cadence (which keeps its time).
+
+        For an observer that did heavy work in this tick (memwarden's window close): the sample
+        right after such work is distorted by it, and the diagnosis leaves it out; without this,
+        a program of a few seconds sampled every second lost one of its six samples to it.
+        """
+        self._sampler._sample_again = True
+
 
 class Observer(Protocol):
     """Called in the sampler's thread after each tick (the investigator, a guard, an exporter).
@@ -217,6 +227,7 @@ class Sampler:
         self.events: collections.deque[Event] = collections.deque(maxlen=200)
         """The latest events recorded through :meth:`record` (the timeline keeps them all)."""
         self.started_mono: float | None = None
+        self._sample_again = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -250,21 +261,27 @@ class Sampler:
         return self._thread is not None and self._thread.is_alive()
 
     def _loop(self, sample_first: bool = False) -> None:
+        self._sample_again = False
         if sample_first:
-            try:
-                self.sample_once()
-            except Exception as exc:
-                self.observer_errors.append(f"tick failed: {exc!r}")
+            self._tick()
         next_tick = self.clock() + self.interval_at(self.clock())
         while not self._stop.wait(max(0.0, next_tick - self.clock())):
-            try:
-                self.sample_once()
-            except Exception as exc:  # never let the thread die silently; never crash the host
-                self.observer_errors.append(f"tick failed: {exc!r}")
+            self._tick()
             now = self.clock()
             next_tick += self.interval_at(now)
             if next_tick < now:  # we fell behind (a long GC, a suspended process): skip, don't burst
                 next_tick = now + self.interval_at(now)
+
+    def _tick(self) -> None:
+        """One tick of the thread: a sample, and one more if an observer asked (Tick.sample_again)."""
+        try:
+            self.sample_once()
+            if self._sample_again and not self._stop.is_set():  # once: no observer may burst
+                self._sample_again = False
+                self.sample_once()
+        except Exception as exc:  # never let the thread die silently; never crash the host
+            self.observer_errors.append(f"tick failed: {exc!r}")
+        self._sample_again = False
 
     def interval_at(self, now: float) -> float:
         """The cadence at monotonic time ``now``: ``interval``, or on the ramp from ``ramp_from``."""

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from memwarden.attribution._investigator import Investigator, InvestigatorConfig, suspect_growth
+from memwarden.attribution._investigator import (
+    Investigator,
+    InvestigatorConfig,
+    site_is_clear,
+    suspect_growth,
+)
 from memwarden.sampler import Sampler
 from memwarden.testing import FakeClock, ReplayProbe, samples_from_series
 
@@ -173,3 +178,78 @@ def test_noise_at_a_fast_cadence_opens_no_window() -> None:
     rising = [100 * MIB + i * 64 * 1024 + rng.randrange(32 * 1024) for i in range(40)]
     samples = samples_from_series({"process.rss_bytes": rising}, interval=0.1)
     assert suspect_growth(samples, since_mono=0.0) is not None
+
+
+def test_site_is_clear_wants_the_same_top_site_rising_in_a_row_and_dominating() -> None:
+    """A top site that rose in three looks in a row, past the bytes and share floors, is clear; one
+    that fell once, changed, is too small or holds too little of the growth is not."""
+    a, b = ("app.py", 10), ("app.py", 20)
+    kib = 1024
+    rising = [
+        [(a, 100 * kib), (b, 30 * kib)],
+        [(a, 200 * kib), (b, 60 * kib)],
+        [(a, 300 * kib), (b, 40 * kib)],
+    ]
+    assert site_is_clear(rising, rises=3, min_bytes=128 * kib, share=0.4)
+    assert not site_is_clear(rising[:2], rises=3, min_bytes=128 * kib, share=0.4)  # too few looks
+    fell = [rising[0], [(a, 90 * kib), (b, 30 * kib)], rising[2]]
+    assert not site_is_clear(fell, rises=3, min_bytes=128 * kib, share=0.4)
+    changed = [rising[0], [(b, 250 * kib), (a, 200 * kib)], rising[2]]
+    assert not site_is_clear(changed, rises=3, min_bytes=128 * kib, share=0.4)
+    assert not site_is_clear(rising, rises=3, min_bytes=512 * kib, share=0.4)  # still small
+    crowded = [*rising[:2], [(a, 300 * kib), (b, 290 * kib), (("lib.py", 1), 290 * kib)]]
+    assert not site_is_clear(crowded, rises=3, min_bytes=128 * kib, share=0.4)  # 34 % of the growth
+    assert not site_is_clear([[], *rising[1:]], rises=3, min_bytes=128 * kib, share=0.4)
+
+
+def test_a_fast_leak_closes_its_window_once_its_site_is_clear(leaky: types.ModuleType) -> None:
+    """While a program thread keeps leaking, a window closes in its first second, once its top site
+    rose in three looks, and still names the site and the holder; with the watch turned off
+    (clear_poll_s=0) the same leak keeps it open for the full tick-based rules."""
+    import threading
+
+    def run(config: InvestigatorConfig) -> Investigator:
+        stop = threading.Event()
+
+        def leak() -> None:
+            while not stop.is_set():
+                leaky.remember(200)
+                stop.wait(0.005)
+
+        worker = threading.Thread(target=leak, daemon=True)
+        worker.start()
+        try:
+            rising = [100 * MIB + i * MIB for i in range(10)]
+            return _drive(rising, config, lambda: None)
+        finally:
+            stop.set()
+            worker.join()
+
+    base = dict(warmup_s=0.0, window_s=4.0, census=False, gpu_history=False, clear_bytes=1 << 40)
+    watched = run(InvestigatorConfig(**base, clear_site_bytes=64 * 1024)).evidence().windows[0]  # type: ignore[arg-type]
+    assert watched.closed_s - watched.opened_s < 1.0, (watched.opened_s, watched.closed_s, watched.notes)
+    assert any(n.startswith("closed once its top site was clear") for n in watched.notes), watched.notes
+    leak_line = next(n for n, text in enumerate(LEAKY_SOURCE.splitlines(), 1) if "# the leak" in text)
+    assert (Path(watched.sites[0].file).name, watched.sites[0].line) == ("mw_leaky_app.py", leak_line)
+    assert [h.path for h in watched.holders] == ["mw_leaky_app.KEPT[<int>]"], watched.notes
+    unwatched = run(InvestigatorConfig(**base, clear_poll_s=0.0)).evidence().windows[0]  # type: ignore[arg-type]
+    assert unwatched.closed_s - unwatched.opened_s > 3.5, (unwatched.opened_s, unwatched.closed_s)
+    assert not any(n.startswith("closed once") for n in unwatched.notes)
+
+
+def test_the_type_census_is_left_out_when_it_would_cost_too_much_of_the_run_so_far(
+    leaky: types.ModuleType,
+) -> None:
+    """A window whose two censuses are estimated to cost more than census_share of the time sampled
+    so far takes none and says why; the same window with a cheap estimate lists the growing types."""
+    base = dict(warmup_s=0.0, window_s=2.0, gpu_history=False, clear_poll_s=0.0)
+    rising = [100 * MIB + i * MIB for i in range(8)]
+    costly = InvestigatorConfig(**base, census_object_s=1.0)  # type: ignore[arg-type]
+    w = _drive(rising, costly, lambda: leaky.remember(300)).evidence().windows[0]
+    assert w.types == ()
+    assert any(n.startswith("type census left out: ") for n in w.notes), w.notes
+    assert w.sites and w.holders  # the site and the holder are still named
+    cheap = InvestigatorConfig(**base, census_object_s=1e-12)  # type: ignore[arg-type]
+    w = _drive(rising, cheap, lambda: leaky.remember(300)).evidence().windows[0]
+    assert "dict" in {t.type for t in w.types}, w.types
+    assert not any(n.startswith("type census left out") for n in w.notes)

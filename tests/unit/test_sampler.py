@@ -208,3 +208,30 @@ def test_a_ramping_sampler_takes_more_samples_in_its_first_seconds() -> None:
         sampler.stop(final_sample=False)
         counts.append(sampler.ticks)
     assert counts[0] >= 2 * counts[1], counts
+
+
+def test_an_observer_can_ask_for_one_more_sample_at_once() -> None:
+    """An observer that calls tick.sample_again() gets one more sample right after its tick, before
+    the next one on the cadence; asking on every tick still gives one extra sample, not a burst."""
+    asked: list[int] = []
+
+    def observer(tick: Tick) -> None:
+        if not asked:
+            asked.append(1)
+            tick.sample_again()
+
+    s = Sampler([ReplayProbe("a", [{"v": 1}])], interval=5.0, observers=[observer])
+    s.start(first_sample_now=False)
+    deadline = time.monotonic() + 3
+    while len(s.ring) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    s.stop(final_sample=False)
+    assert len(s.ring) == 2, len(s.ring)  # the first tick and the one asked for, long before 5 s
+    assert s.ring[1].mono - s.ring[0].mono < 1.0
+
+    greedy = Sampler([ReplayProbe("a", [{"v": 1}])], interval=5.0, observers=[lambda t: t.sample_again()])
+    greedy.start(first_sample_now=False)
+    time.sleep(0.5)
+    greedy.stop(final_sample=False)
+    assert len(greedy.ring) == 2, len(greedy.ring)

@@ -60,7 +60,14 @@ def memwarden_owned(objs: Iterable[object]) -> set[int]:
     """The ids of the plain containers memwarden's own objects and module globals keep (see the module
     docstring), at most ``_MAX_OWN`` of them."""
     cache: dict[type, bool] = {}
-    roots: list[object] = [o for o in objs if _memwarden_type(type(o), cache)]
+    pool = objs if isinstance(objs, list) else list(objs)
+    kinds = list(map(type, pool))
+    # one question per type, not per object: a heap of a million objects has a few thousand types
+    own_types = {tp for tp in set(kinds) if _memwarden_type(tp, cache)}
+    roots: list[object] = (
+        list(itertools.compress(pool, map(own_types.__contains__, kinds))) if own_types else []
+    )
+    del pool, kinds
     from ._holders import is_memwarden_module
 
     for name, module in list(sys.modules.items()):
@@ -162,7 +169,11 @@ def program_census() -> Census:
     """Live objects by type (every type, ``top=None``): memwarden's own left out, strings and bytes in."""
     objs = gc.get_objects()
     own = memwarden_owned(objs)
-    mine = [o for o in objs if id(o) not in own] if own else objs
+    mine = (
+        list(itertools.compress(objs, map(operator.not_, map(own.__contains__, map(id, objs)))))
+        if own
+        else objs
+    )
     del objs
     base = census(mine, top=None)
     atoms = atoms_in_big_containers(mine, skip=own)

@@ -82,6 +82,8 @@ _LRU_WRAPPER = functools._lru_cache_wrapper
 _THREAD_LOCAL = threading.local
 _UNTRACKED_CONTAINERS = (tuple, dict)
 _CHECK_EVERY = 4096
+_NEWEST_FIRST_LEN = 512
+"""A dict with more referents than this is walked newest items first."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +237,12 @@ class _Search:
             if skip:
                 continue
             pid = id(node)
-            for child in get_referents(node):
+            children = get_referents(node)
+            if tp is dict and len(children) > _NEWEST_FIRST_LEN:
+                # a dict lists its oldest items first, and what leaks is what was added lately: the
+                # samples sit among the newest items of a big dict (a list already lists its last first)
+                children.reverse()
+            for child in children:
                 if is_tracked(child):
                     cid = id(child)
                     if cid not in parent:
@@ -297,6 +304,7 @@ class _Search:
         instances report as referents, and so would break paths that share them.
         """
         resolved: list[tuple[_Root, list[object]] | str] = []
+        index = _DictIndex()  # shared by every path: they go through the same big dicts
         for target in targets:
             found = self.chain(target)
             if found is None:
@@ -308,7 +316,7 @@ class _Search:
                     resolved.append("<not found: held only by the caller, a C extension or the C stack>")
                 continue
             root, ids = found
-            objs = _resolve(root.obj, ids)
+            objs = _resolve(root.obj, ids, index)
             resolved.append((root, objs) if objs is not None else "<path changed while it was being read>")
         out: list[Holder] = []
         roles: dict[type, str] = {}
@@ -318,7 +326,7 @@ class _Search:
                 out.append(Holder(type_name, item, "temporary" if item == TEMPORARY else "unknown"))
             else:
                 root, objs = item
-                writer = _PathWriter(root, objs)
+                writer = _PathWriter(root, objs, index)
                 path, kind = writer.write()
                 cut = writer.cut(self.places, roles)
                 if cut is not None:  # the path entered a library's internals: stop at the user's owner
@@ -341,19 +349,39 @@ def _full_bound(container: object) -> str | None:
     return None
 
 
-def _resolve(root: object, ids: list[int]) -> list[object] | None:
+def _resolve(root: object, ids: list[int], index: _DictIndex | None = None) -> list[object] | None:
     """The objects along a path of ids, found again from the root (None if it changed)."""
     objs: list[object] = [root]
     current = root
     for wanted in ids:
-        for child in gc.get_referents(current):
-            if id(child) == wanted:
-                current = child
-                break
-        else:
-            return None
+        child = None
+        if type(current) is dict:
+            hit = index.find(current, wanted) if index is not None else None
+            child = hit[2] if hit is not None else _dict_child(current, wanted)
+        if child is None:
+            for child in gc.get_referents(current):
+                if id(child) == wanted:
+                    break
+            else:
+                return None
+        current = child
         objs.append(current)
     return objs
+
+
+def _dict_child(d: dict[object, object], wanted: int) -> object | None:
+    """The value or key of ``d`` whose id is ``wanted``, newest items first, without copying ``d``
+    (a list of a big dict's referents costs more than the walk); ``None`` if not found or if ``d``
+    changed meanwhile (the caller then looks through its referents)."""
+    try:
+        for key, value in reversed(d.items()):
+            if id(value) == wanted:
+                return value
+            if id(key) == wanted:
+                return key
+    except RuntimeError:  # changed size during iteration
+        return None
+    return None
 
 
 def qualified_type_name(tp: type) -> str:
@@ -457,19 +485,84 @@ def _key_label(key: object) -> str:
     return f"[<{type(key).__name__}>]"
 
 
+class _DictIndex:
+    """For the big dicts along the paths being named: where each value and key sits, found once.
+
+    Naming ten paths through a global dict of 170,000 records looks the dict up twenty or thirty
+    times, while the program keeps adding to it: a walk from its newest items passes everything
+    added since the samples were taken each time. Dicts of ``_INDEX_LEN`` to ``_INDEX_MAX`` items
+    are indexed on the first look (three dicts keyed by id, no tuple per item: millions of new
+    tracked objects would set off full collections of the program's heap); smaller ones are
+    walked, larger ones too (their index would cost memwarden too much memory).
+    """
+
+    def __init__(self) -> None:
+        self._indexes: dict[int, tuple[dict[Any, Any], _Index]] = {}
+
+    def find(self, d: dict[Any, Any], wanted: int) -> tuple[str, object, object] | None:
+        """``("value" or "key", key, the object)`` for the object of id ``wanted`` in ``d``, or None."""
+        if not _INDEX_LEN <= len(d) <= _INDEX_MAX:
+            return None
+        entry = self._indexes.get(id(d))
+        if entry is None or entry[0] is not d:
+            entry = self._indexes[id(d)] = (d, _index_dict(d))
+        key_of_value, value_of, key_of = entry[1]
+        if wanted in key_of_value:
+            return ("value", key_of_value[wanted], value_of[wanted])
+        if wanted in key_of:
+            return ("key", key_of[wanted], key_of[wanted])
+        return None
+
+    def hop(self, d: dict[Any, Any], child: object) -> tuple[str, object] | None:
+        hit = self.find(d, id(child))
+        return (hit[0], hit[1]) if hit is not None and hit[2] is child else _dict_hop(d, child)
+
+
+_INDEX_LEN = 2048
+_INDEX_MAX = 1_000_000
+_Index = tuple[dict[int, object], dict[int, object], dict[int, object]]
+
+
+def _index_dict(d: dict[Any, Any]) -> _Index:
+    """``({id(value): key}, {id(value): value}, {id(key): key})``; empty if ``d`` changed while read."""
+    keys = list(d.keys())
+    values = list(d.values())
+    if len(keys) != len(values) or len(keys) != len(d):  # the program changed it in between
+        return ({}, {}, {})
+    # the oldest item wins where a value sits under several keys (as _dict_hop's walk finds it)
+    value_ids = list(map(id, values))
+    value_ids.reverse()
+    keys_newest_first = keys[::-1]
+    key_of_value = dict(zip(value_ids, keys_newest_first, strict=True))
+    values.reverse()
+    value_of = dict(zip(value_ids, values, strict=True))
+    key_of = dict(zip(map(id, keys), keys, strict=True))
+    return key_of_value, value_of, key_of
+
+
 def _dict_hop(d: dict[Any, Any], child: object) -> tuple[str, object] | None:
-    """(``"value"``, key) when ``child`` is a value of ``d``, (``"key"``, key) when it is a key."""
+    """(``"value"``, key) when ``child`` is a value of ``d``, (``"key"``, key) when it is a key.
+
+    The newest items are looked at first and ``d`` is not copied: a leak's samples are among the
+    last items of a big dict, and copying a dict of 120,000 items for each hop of each path took
+    1.8 s of a window's close. A dict that changes size meanwhile is copied and read again."""
     try:
-        items = list(d.items())
-    except RuntimeError:  # changed size while copied: try once more
+        return _dict_hop_in(reversed(d.items()), child)
+    except RuntimeError:  # changed size during iteration: read a copy
         try:
             items = list(d.items())
         except RuntimeError:
             return None
+        return _dict_hop_in(reversed(items), child)
+
+
+def _dict_hop_in(items: Iterable[tuple[Any, Any]], child: object) -> tuple[str, object] | None:
+    keys: list[Any] = []
     for key, value in items:
         if value is child:
             return ("value", key)
-    for key, _ in items:
+        keys.append(key)
+    for key in keys:
         if key is child:
             return ("key", key)
     return None
@@ -534,8 +627,9 @@ class _PathWriter:
     (``[<str>]``).
     """
 
-    def __init__(self, root: _Root, objs: list[object]) -> None:
+    def __init__(self, root: _Root, objs: list[object], index: _DictIndex | None = None) -> None:
         self.root = root
+        self.index = index or _DictIndex()
         self.objs = objs
         self.special: RootKind | None = None
         self.first_is_class = False
@@ -607,7 +701,7 @@ class _PathWriter:
         self, text: str, parent: object, child: object, *, mode: str, i: int, pending: list[str]
     ) -> tuple[str, list[str]]:
         if is_a(parent, dict):
-            hop = _dict_hop(parent, child)
+            hop = self.index.hop(parent, child)
             if hop is None:
                 name = attribute_name(parent, child)
                 text += f".{name}" if name is not None else f".<ref {type(child).__name__}>"
@@ -808,6 +902,7 @@ def sample_objects(
     limit: int = 5,
     time_budget_s: float = 2.0,
     survivors_first: bool = False,
+    global_containers: GlobalContainers | None = None,
 ) -> list[object]:
     """Up to ``limit`` live objects that tracemalloc saw allocated at ``site_file:site_line``.
 
@@ -823,6 +918,10 @@ def sample_objects(
     dicts), then of big containers (256+ items), then of every other one. ``type_name`` keeps
     only objects of that type (``"UserEmbedding"`` or ``"app.cache.UserEmbedding"``). Needs
     tracemalloc tracing since before the objects were made; raises ProbeUnavailable otherwise.
+
+    ``global_containers`` is what :func:`global_containers` found, if the caller looked before
+    tracing began (under tracing the walk of every namespace costs 10-20 times more); the
+    containers made since are then not looked at first.
     """
     if limit < 1:
         raise UsageError(f"limit must be at least 1, not {limit}")
@@ -886,6 +985,23 @@ def sample_objects(
                     return True
         return False
 
+    def glance_dict(container: object) -> bool:
+        """Keep what the site made among a tracked dict's newest values, and among the untracked
+        objects those values hold (a record ``{"payload": "..."}`` filed under a fresh key); True
+        once enough of either."""
+        try:
+            newest = list(itertools.islice(reversed(container.values()), _GLANCE))  # type: ignore[attr-defined]
+        except RuntimeError:  # changed size during iteration
+            return False
+        for value in newest:
+            if is_tracked(value) and type_ok(type(value)):
+                tb = get_traceback(value)
+                if tb is not None and made_at_site(tb) and take(value):
+                    return True
+            if take_loose_children(value, _GLANCE):
+                return True
+        return False
+
     def take_nested(container: object) -> bool:
         """Look one level into an untracked dict or tuple made while tracing (a task's result
         ``{"thumb": b"..."}`` kept in a global dict): what the site made may sit inside it."""
@@ -905,7 +1021,12 @@ def sample_objects(
     big: list[object] = []  # large containers: where a growing site's strings usually end up
     scanned: set[int] = set()
     if survivors_first:  # the newest survivors of the oldest generation first: gc lists grow at the end
-        objects = [o for generation in (2, 1, 0) for o in reversed(gc.get_objects(generation))]
+        objects = []
+        for generation in (2, 1, 0):  # in C: a comprehension over a million objects took 0.05 s
+            listed = gc.get_objects(generation)
+            listed.reverse()
+            objects.extend(listed)
+            del listed
     else:
         objects = gc.get_objects()
     try:
@@ -915,7 +1036,7 @@ def sample_objects(
         # the scan below reaches the young generations last, so its newest items are glanced at.
         # The glances first: they are bounded (64 items a list), while one huge untracked global
         # (a library's table of 10**6 numbers) can take the whole budget.
-        untracked, lists, caches = _big_globals()
+        untracked, lists, caches, dicts = global_containers or _big_globals()
         # an lru_cache's dict maps keys to results (maxsize=None) or to [prev, next, key, result]
         # links: a growing cache is where its function's results pile up, so it is looked at first
         # links: a growing cache is where its function's results pile up, so it is looked at first,
@@ -931,14 +1052,21 @@ def sample_objects(
                 break
             if glance_tracked(container):  # a global list of DataFrames: its newest items
                 return result()
+        for container in dicts:  # a global dict of records: its newest values, and what they hold
+            if time.perf_counter() > deadline or glance_dict(container):
+                break
         for container in untracked:
             if time.perf_counter() > deadline or take_loose_children(container):
                 break
         last_hit = 0
+        # Enough untracked samples already from the global containers (whose tracked items made
+        # at the site were looked at too): a short look for tracked ones elsewhere. Under tracing
+        # this loop costs ~60 us an object, and 4,096 of them were half the cost of a close.
+        patience = _GLANCED_PATIENCE if len(loose) >= limit else _PATIENCE
         for n, obj in enumerate(objects):
             if not n & 0xFF and time.perf_counter() > deadline:
                 return result()
-            if len(loose) >= limit and n - last_hit > _PATIENCE:
+            if len(loose) >= limit and n - last_hit > patience:
                 return result()  # enough untracked samples, and no tracked one in sight
             tp = type(obj)
             if tp in _BIG_CONTAINERS and len(obj) >= _BIG_LEN:
@@ -995,6 +1123,8 @@ _BIG_LEN = 256
 _GLANCE = 64
 _PATIENCE = 4096
 """Objects to look at for a tracked sample, once there are enough untracked ones, before giving up."""
+_GLANCED_PATIENCE = 512
+"""The same, when the glance at the global containers found enough untracked ones."""
 
 
 def _newest_first(container: object) -> Iterator[object]:
@@ -1013,10 +1143,24 @@ def _newest_first(container: object) -> Iterator[object]:
         return
 
 
-def _big_globals() -> tuple[list[object], list[object], list[object]]:
+GlobalContainers = tuple[list[object], list[object], list[object], list[object]]
+"""Big containers in module globals and class attributes: untracked ones, tracked lists, the
+lru_caches' dicts, tracked dicts (see :func:`global_containers`)."""
+
+
+def global_containers() -> GlobalContainers:
+    """Big containers kept in module globals or class attributes, where leaks usually grow: for
+    :func:`sample_objects`, looked for before tracing starts (cheaper then). Also readies the
+    traceback reader (which imports ctypes: 30 ms more under tracing)."""
+    _raw_traceback_reader()
+    return _big_globals()
+
+
+def _big_globals() -> GlobalContainers:
     """Big containers kept in module globals or class attributes: those the collector does not
-    track (any of ``_BIG_CONTAINERS``), the tracked lists, and the dicts of the lru_caches with
-    entries (``_LIST_LEN`` items make a list big enough here: a glance at one is cheap).
+    track (any of ``_BIG_CONTAINERS``), the tracked lists, the dicts of the lru_caches with
+    entries (``_LIST_LEN`` items make a list big enough here: a glance at one is cheap), and the
+    tracked dicts of ``_BIG_LEN`` items or more.
 
     A dict holding only strings and numbers is untracked, so ``gc.get_objects()`` never lists it,
     yet it is where a global cache of strings grows. Namespaces are read as dicts (no attribute
@@ -1026,6 +1170,7 @@ def _big_globals() -> tuple[list[object], list[object], list[object]]:
     untracked: dict[int, object] = {}
     lists: dict[int, object] = {}
     caches: dict[int, object] = {}
+    dicts: dict[int, object] = {}
     is_tracked = gc.is_tracked
 
     def keep(v: object) -> None:
@@ -1035,6 +1180,8 @@ def _big_globals() -> tuple[list[object], list[object], list[object]]:
                 lists[id(v)] = v
             elif len(v) >= _BIG_LEN:  # type: ignore[arg-type]
                 untracked[id(v)] = v
+        elif tp is dict and len(v) >= _BIG_LEN and is_tracked(v):  # type: ignore[arg-type]
+            dicts[id(v)] = v
         elif tp in _BIG_CONTAINERS and len(v) >= _BIG_LEN and not is_tracked(v):  # type: ignore[arg-type]
             untracked[id(v)] = v
         elif tp is _LRU_WRAPPER:
@@ -1056,7 +1203,7 @@ def _big_globals() -> tuple[list[object], list[object], list[object]]:
                         keep(attr)
         except RuntimeError:  # changed size during iteration: another thread is importing
             continue
-    return list(untracked.values()), list(lists.values()), list(caches.values())
+    return list(untracked.values()), list(lists.values()), list(caches.values()), list(dicts.values())
 
 
 def _raw_traceback_reader() -> tuple[Callable[[object], Sequence[tuple[str, int]] | None], bool]:

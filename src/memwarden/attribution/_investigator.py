@@ -75,6 +75,19 @@ class InvestigatorConfig:
     slow_leak_bytes: int = 256 * 1024
     """... and stays open up to twice ``window_s`` while it traced some growth, but less than this
     (a slow leak needs longer to stand out of the churn)."""
+    clear_poll_s: float = 0.1
+    """It also closes as soon as its top site is clear (:func:`site_is_clear`), looked at every
+    ``clear_poll_s`` over its first ``clear_watch_s`` (the sampler's thread waits meanwhile): a
+    program slowed by tracing makes little progress per wall second, and a fast leak's site is
+    clear in a fraction of one. Past the watch the rules above decide (a slow leak under churn
+    needs them). 0: no watch."""
+    clear_watch_s: float = 1.0
+    clear_rises: int = 3
+    """A clear site rose in this many consecutive looks and was the top site in each ..."""
+    clear_site_bytes: int = 64 * 1024
+    """... it grew by at least this much ..."""
+    clear_share: float = 0.4
+    """... and holds at least this share of the window's traced growth."""
     frames: int = 16
     """Traceback depth of the tracemalloc window."""
     cooldown_s: float = 60.0
@@ -93,12 +106,32 @@ class InvestigatorConfig:
     sample_budget_s: float = 2.0
     """Time to find live objects allocated at a site (strings are slow to find: they are not gc-tracked)."""
     census: bool = True
+    census_share: float = 0.05
+    """A window's two type censuses (each walks the whole heap) are left out when they would take
+    more than this share of the time sampled so far, and more than ``census_min_s``: on a program
+    a few seconds old with a heap of a million objects they would cost more than the window; a
+    service an hour old can spend three minutes on them."""
+    census_min_s: float = 0.2
+    census_object_s: float = 1e-6
+    """The estimated cost of a census per object the collector tracks (1.0-1.3 us measured on a
+    2-core VM, strings in big containers included)."""
     gpu_history: bool = True
     """Record PyTorch's allocation history for one window when live GPU memory grows."""
     gpu_min_rise_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("warmup_s", "cooldown_s", "holder_budget_s", "sample_budget_s", "min_window_s"):
+        for name in (
+            "census_share",
+            "census_min_s",
+            "census_object_s",
+            "warmup_s",
+            "cooldown_s",
+            "holder_budget_s",
+            "sample_budget_s",
+            "min_window_s",
+            "clear_poll_s",
+            "clear_watch_s",
+        ):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"InvestigatorConfig.{name} must be >= 0, not {getattr(self, name)!r}")
         for name in ("window_s", "windows_per_hour"):
@@ -108,8 +141,10 @@ class InvestigatorConfig:
             raise UsageError(
                 f"InvestigatorConfig.max_tracing_share must be in (0, 1], not {self.max_tracing_share!r}"
             )
-        if self.frames < 1 or self.max_kept_windows < 1:
-            raise UsageError("InvestigatorConfig.frames and max_kept_windows must be at least 1")
+        if self.frames < 1 or self.max_kept_windows < 1 or self.clear_rises < 1:
+            raise UsageError("InvestigatorConfig.frames, max_kept_windows and clear_rises must be at least 1")
+        if not 0 < self.clear_share <= 1:
+            raise UsageError(f"InvestigatorConfig.clear_share must be in (0, 1], not {self.clear_share!r}")
 
 
 def suspect_growth(
@@ -135,6 +170,36 @@ def suspect_growth(
         if rise >= threshold and steps and ups / len(steps) >= 0.6 and _rises(ys):
             return f"{key} rose by {rise:,.0f} over {len(ys)} samples"
     return None
+
+
+def site_is_clear(
+    looks: Sequence[Sequence[tuple[object, int]]],
+    *,
+    rises: int = 3,
+    min_bytes: int = 128 * 1024,
+    share: float = 0.4,
+) -> bool:
+    """Whether an open window's top growing site is clear from its latest ``looks``.
+
+    Each look lists the sites that grew since the window opened, as ``(site, bytes)``, largest
+    first. The site is clear when the same site was the top one in each of the last ``rises``
+    looks, its bytes rose at every one of them (from zero at the opening), it grew by at least
+    ``min_bytes`` and it holds at least ``share`` of the growth of all sites in the last look. A
+    churning site rises and falls; a slow leak under heavy churn takes long to reach ``min_bytes``
+    and keeps the window open by the other rules.
+    """
+    if len(looks) < rises or any(not look for look in looks[-rises:]):
+        return False
+    recent = looks[-rises:]
+    top = recent[-1][0][0]
+    previous = 0
+    for look in recent:
+        site, grown = look[0]
+        if site != top or grown <= previous:
+            return False
+        previous = grown
+    total = sum(max(0, grown) for _, grown in recent[-1])
+    return previous >= min_bytes and previous >= share * total
 
 
 def _rises(ys: Sequence[float]) -> bool:
@@ -212,6 +277,7 @@ class Investigator:
                 self.suspicion = why
                 with self.footprint.measure():
                     self._open_window(sample.mono, why)
+                self._watch_open_window(tick)
 
     def _window_done(self, mono: float) -> bool:
         """Whether the open window has seen enough: see :class:`InvestigatorConfig`'s window fields."""
@@ -229,6 +295,40 @@ class Investigator:
             return False
         slow_leak = _SLOW_LEAK_MIN_BYTES <= grown < cfg.slow_leak_bytes
         return not slow_leak or elapsed >= 2 * cfg.window_s
+
+    def _watch_open_window(self, tick: Tick) -> None:
+        """Look at the window just opened every ``clear_poll_s`` for ``clear_watch_s``, while the
+        program runs (the sampler's thread sleeps), and close it once its top site is clear."""
+        cfg, state = self.config, self._open
+        if cfg.clear_poll_s <= 0 or state is None:
+            return
+        started = state["wall"]
+        while time.monotonic() - started + cfg.clear_poll_s <= cfg.clear_watch_s:
+            time.sleep(cfg.clear_poll_s)
+            with self.footprint.measure():
+                if self._look():
+                    # the time on the sampler's clock: the opening's, plus how long the watch took
+                    self._close_window(tick, state["mono"] + (time.monotonic() - started))
+                    return
+
+    def _look(self) -> bool:
+        """Take one look at the open window's growing sites; whether the top one is clear."""
+        assert self._open is not None
+        cfg, state = self.config, self._open
+        try:
+            diffs = state["window"].diff(group_by="lineno", top=None, name_functions=False)
+        except Exception as exc:
+            state["looks"].clear()
+            self._notes.append(f"looking at an open window failed: {exc!r}")
+            return False
+        state["looks"].append([((d.file, d.line), int(d.size_diff_bytes)) for d in diffs])
+        del state["looks"][: -cfg.clear_rises]
+        clear = site_is_clear(
+            state["looks"], rises=cfg.clear_rises, min_bytes=cfg.clear_site_bytes, share=cfg.clear_share
+        )
+        if clear:
+            state["clear"] = True
+        return clear
 
     def budget_allows(self, mono: float) -> bool:
         """Whether a window may open at ``mono``: cooldown, windows per hour and tracing share.
@@ -256,10 +356,17 @@ class Investigator:
         # The census walks the whole heap and allocates a little per object: before tracing
         # starts, it is 10-20x cheaper (0.05 s against 0.8 s for 170,000 objects under 16 frames).
         census_started = time.perf_counter()
-        census_before = self._census() if self.config.census else None
+        census_skipped = self._census_too_costly(mono) if self.config.census else None
+        census_before = self._census() if self.config.census and census_skipped is None else None
         # the window opens when tracing starts, after the census (0.5 s on a heap of 2 million
         # objects): the samples taken before that saw the program untraced
-        mono += time.perf_counter() - census_started
+        census_s = time.perf_counter() - census_started
+        # the big global containers, where a leak's samples are looked for first: found before
+        # tracing starts, where walking every namespace costs 10-20 times less
+        started = time.perf_counter()
+        containers = self._global_containers()
+        mono += time.perf_counter() - started
+        mono += census_s
         self._opened_at.append(mono)
         try:
             window.open()
@@ -270,12 +377,34 @@ class Investigator:
         traced, _ = window.traced_bytes()
         self._open = {
             "mono": mono,
+            "wall": time.monotonic(),
             "window": window,
             "census": census_before,
+            "census_s": census_s,
+            "census_skipped": census_skipped,
+            "containers": containers,
             "traced": traced,
             "why": why,
+            "looks": [],
+            "clear": False,
         }
         log.debug("memwarden: opened a tracemalloc window (%s)", why)
+
+    def _census_too_costly(self, mono: float) -> str | None:
+        """Why a window opening at ``mono`` takes no type census (see ``census_share``), or None."""
+        import gc
+
+        cfg = self.config
+        objects = len(gc.get_objects())
+        estimate = 2 * objects * cfg.census_object_s
+        elapsed = mono - (self._start_mono if self._start_mono is not None else mono)
+        budget = max(cfg.census_min_s, cfg.census_share * elapsed)
+        if estimate <= budget:
+            return None
+        return (
+            f"type census left out: {objects:,} objects, about {estimate:.1f} s for the two, more than "
+            f"{cfg.census_share:.0%} of the {elapsed:.1f} s sampled so far"
+        )
 
     def _close_window(self, tick: Tick, mono: float) -> None:
         state, self._open = self._open, None
@@ -283,6 +412,10 @@ class Investigator:
             return
         window = state["window"]
         notes = [f"opened because {state['why']}"]
+        if state["census_skipped"] is not None:
+            notes.append(state["census_skipped"])
+        if state["clear"]:
+            notes.append(f"closed once its top site was clear ({self.config.clear_rises} rising looks)")
         sites: tuple[Site, ...] = ()
         types: tuple[TypeGrowth, ...] = ()
         holders: tuple[Holder, ...] = ()
@@ -294,11 +427,13 @@ class Investigator:
         try:
             traced_end, _ = window.traced_bytes()
             # functions are named once tracing has stopped: that parses source files
+            diffed_at = time.perf_counter()
             diffs = window.diff(group_by="traceback", top=self.config.top_sites, name_functions=False)
+            notes.append(f"sites diffed in {time.perf_counter() - diffed_at:.2f} s")
             sites = tuple(_site_from_diff(d) for d in diffs)
             sampled_at = time.perf_counter()
             # needs tracemalloc: before the window closes
-            samples, sampled_groups = self._sample_objects(sites)
+            samples, sampled_groups = self._sample_objects(sites, state.pop("containers", None))
             notes.append(f"{len(samples)} holder samples in {time.perf_counter() - sampled_at:.2f} s")
         except Exception as exc:
             notes.append(f"attribution failed: {exc!r}")
@@ -313,15 +448,17 @@ class Investigator:
             notes.append(f"naming the sites' functions failed: {exc!r}")
         try:
             if state["census"] is not None:  # like the first one, once tracing has stopped
+                counted_at = time.perf_counter()
                 types = self._types_grown(state["census"])
+                notes.append(
+                    f"type census in {state['census_s']:.2f} s at the opening, "
+                    f"{time.perf_counter() - counted_at:.2f} s at the close"
+                )
         except Exception as exc:
             notes.append(f"type census failed: {exc!r}")
         try:
             # the search walks the whole heap: 10-60x faster once tracemalloc has stopped
-            searched_at = time.perf_counter()
-            holders, promoted = self._holders_for(samples, sampled_groups)
-            if samples:
-                notes.append(f"holder search in {time.perf_counter() - searched_at:.2f} s")
+            holders, promoted = self._holders_for(samples, sampled_groups, notes)
             if promoted is not None and promoted < len(sites):
                 # the sites above it were in flight: the one whose objects are held leads
                 notes.append(
@@ -351,6 +488,9 @@ class Investigator:
         self._traced_s += max(0.0, mono - state["mono"])
         tick.recheck_layers()  # pymalloc cannot be read while tracemalloc traces
         tick.record(EVENT_WINDOW, evidence.to_json())
+        # the sample after this work is distorted by it (the diagnosis leaves it out): take it now,
+        # so that the next one on the cadence counts
+        tick.sample_again()
 
     def _census(self) -> Any:
         from ._census import program_census
@@ -369,7 +509,18 @@ class Investigator:
         ]
         return tuple(TypeGrowth(d.type, d.count_diff, d.size_diff_bytes) for d in grown[:10])
 
-    def _sample_objects(self, sites: tuple[Site, ...]) -> tuple[list[object], list[tuple[int, int]]]:
+    def _global_containers(self) -> Any:
+        from ._holders import global_containers
+
+        try:
+            return global_containers()
+        except Exception as exc:
+            self._notes.append(f"listing the global containers failed: {exc!r}")
+            return None
+
+    def _sample_objects(
+        self, sites: tuple[Site, ...], containers: Any = None
+    ) -> tuple[list[object], list[tuple[int, int]]]:
         """A few live objects from each of the top sites that still have some (one time budget
         for all), flat, and ``(site index, how many)`` for each site sampled, in order.
 
@@ -396,6 +547,7 @@ class Investigator:
                 limit=self.config.holder_samples * 2,
                 time_budget_s=left,
                 survivors_first=True,
+                global_containers=containers,
             )
             objs = [o for o in found if not is_memwarden_module(type_module(type(o)) or "")]
             del found
@@ -408,7 +560,7 @@ class Investigator:
         return flat, groups
 
     def _holders_for(
-        self, samples: list[object], groups: list[tuple[int, int]]
+        self, samples: list[object], groups: list[tuple[int, int]], notes: list[str] | None = None
     ) -> tuple[tuple[Holder, ...], int | None]:
         """The holders of the first sampled site whose objects are held, and that site's index.
 
@@ -421,6 +573,7 @@ class Investigator:
         """
         if not samples:
             return (), None
+        started = time.perf_counter()
         from ._holders import search_holders, summarise_paths
 
         # the calling thread's frames too: a Monitor stopped inside main() concludes here, in main's
@@ -428,6 +581,11 @@ class Investigator:
         search = search_holders(
             samples, time_budget_s=self.config.holder_budget_s, include_current_thread=True
         )
+        if notes is not None:
+            notes.append(
+                f"holder search in {time.perf_counter() - started:.2f} s "
+                f"({search.nodes_visited:,} objects: {search.stop_reason})"
+            )
         chosen: tuple[tuple[Holder, ...], int] | None = None
         start = 0
         for index, count in groups:

@@ -14,28 +14,35 @@ is the only place where errors become a one-line message and an exit code:
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import NoReturn
 
 from .._version import __version__
 from ..exceptions import MemwardenError, ProgramNotFound, UsageError
-from . import baseline, diagnose, report, run, snapshot
-from . import status as status_cmd
-from . import top as top_cmd
 
 EXIT_USAGE = 2
 EXIT_LEAK = 3
 
-_COMMANDS = {
-    "run": run,
-    "snapshot": snapshot,
-    "report": report,
-    "diagnose": diagnose,
-    "baseline": baseline,
-    "status": status_cmd,
-    "top": top_cmd,
+_COMMANDS: dict[str, str] = {
+    "run": "run a script or module and diagnose its memory",
+    "snapshot": "read every memory layer of this interpreter once",
+    "report": "summarise recorded runs (--db timelines), in the terminal or as an HTML report",
+    "diagnose": "re-run the diagnosis on a recorded timeline",
+    "baseline": "record a workload's memory figures in a JSON file, or compare a new run with them",
+    "status": "show a running monitor's layers and verdict once (by pid or timeline file)",
+    "top": "a live terminal view of a running monitor (by pid or timeline file)",
 }
+"""Each command's one-line help (its module's ``HELP``; a test keeps them equal). A command's
+module is imported only when it runs, or for ``--help``: ``memwarden run`` must not pay for
+``baseline`` and ``diagnose`` (a tenth of a second) before the program starts."""
+
+
+def command_module(name: str) -> ModuleType:
+    """The module of the command ``name`` (``memwarden.commands.<name>``), imported now."""
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,14 +52,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with ``only``, that command's options alone are read in (its
+    module imported), the others are listed by name and help."""
     parser = _Parser(
         prog="memwarden",
         description="Find, explain and stop memory growth in long-running Python services.",
     )
     parser.add_argument("--version", action="version", version=f"memwarden {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
-    for name, module in _COMMANDS.items():
+    for name, help_text in _COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text)
+            continue
+        module = command_module(name)
         p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
         module.add_arguments(p)
     return parser
@@ -60,18 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit code."""
-    parser = build_parser()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # the command is the first argument (the top level has only --help and --version)
+    chosen = arguments[0] if arguments and arguments[0] in _COMMANDS else None
+    parser = build_parser(only=chosen)
     try:
-        args = parser.parse_args(run.module_args_verbatim(list(sys.argv[1:] if argv is None else argv)))
+        if chosen == "run":
+            arguments = command_module("run").module_args_verbatim(arguments)
+        args = parser.parse_args(arguments)
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        return int(_COMMANDS[args.command].execute(args))
+        return int(command_module(args.command).execute(args))
     except MemwardenError as exc:
         print(f"memwarden: error: {exc}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, ProgramNotFound) else EXIT_USAGE
     except KeyboardInterrupt as exc:
-        if run.passes_through(exc):
+        run = sys.modules.get(f"{__name__}.run")
+        if run is not None and run.passes_through(exc):
             raise  # the program's: the interpreter prints nothing more and ends by SIGINT, as python
         print("memwarden: interrupted", file=sys.stderr)
         return 130

@@ -578,10 +578,12 @@ def execute(args: argparse.Namespace) -> int:
         on_fork="stop",  # a forked child of the program runs no monitor: it behaves as under python
     )
     # loaded now, so that finishing after a SIGTERM imports nothing while the program is stopped
-    from ..reporters.terminal import render_verdict
+    # (not with --quiet, which prints no summary: the terminal reporter pulls in rich)
+    render_verdict = None if args.quiet else _terminal_renderer()
 
     def render(verdict: Verdict) -> None:
-        render_verdict(verdict, sys.stderr, color=None if sys.stderr.isatty() else False)
+        if render_verdict is not None:
+            render_verdict(verdict, sys.stderr, color=None if sys.stderr.isatty() else False)
 
     outputs = _RunOutputs(args, monitor, timeline, scratch, render)
     sigterm = _SigtermFinish(owner_pid, outputs.finish)
@@ -613,6 +615,12 @@ def execute(args: argparse.Namespace) -> int:
     if code == 0 and args.fail_on_leak and verdict is not None and verdict.leak:
         return 3
     return code
+
+
+def _terminal_renderer() -> Callable[..., None]:
+    from ..reporters.terminal import render_verdict
+
+    return render_verdict
 
 
 _keep_inherited: list[object] = []

@@ -240,8 +240,17 @@ class TracemallocWindow:
         return self.name_functions(diffs) if name_functions else diffs
 
     def name_functions(self, diffs: Iterable[SiteDiff]) -> list[SiteDiff]:
-        """The same sites with the function around each frame's line filled in."""
-        name = self._functions.function_at
+        """The same sites with the function around each frame's line filled in.
+
+        memwarden's own frames (``memwarden run`` calling the program) are left unnamed, like
+        frozen modules: naming means parsing their source, a quarter of a second for nothing
+        the reader looks for."""
+        function_at = self._functions.function_at
+        kind = self._places.kind
+
+        def name(file: str, line: int) -> str | None:
+            return None if kind(file) == "memwarden" else function_at(file, line)
+
         return [
             dataclasses.replace(
                 d,
