@@ -442,3 +442,15 @@ def test_evidence_comes_as_data_with_codes_and_figures() -> None:
     assert items["window.traced"].figures["traced_bytes"] == 7 * 480_000
     again = Verdict.from_json(v.to_json())
     assert again.evidence_items == v.evidence_items
+
+
+def test_memory_that_rose_over_too_few_samples_for_a_trend_is_inconclusive_not_stable() -> None:
+    """A 4 s program at --interval 1 keeping 330 MiB: five samples, too few to show a trend at
+    p<0.01. It is no evidence of stability: the verdict says it could not tell, with the rise."""
+    mib = 1024 * 1024
+    rss = [22 * mib, 137 * mib, 249 * mib, 343 * mib, 353 * mib]
+    v = classify(samples_from_series({"process.rss_bytes": rss}, interval=1.0), Evidence())
+    assert v.verdict == "inconclusive", v.summary
+    assert "rose 331.0 MiB over 4.0 s" in v.summary and "run longer" in v.summary
+    flat = classify(samples_from_series({"process.rss_bytes": [22 * mib] * 5}, interval=1.0), Evidence())
+    assert flat.verdict == "stable", flat.summary  # nothing rose: no growth to be unsure about

@@ -151,14 +151,11 @@ def classify(
         )
     )
 
-    if len(samples) < cfg.min_samples or duration < cfg.min_duration_s:
+    def too_little(summary: str) -> Verdict:
         return Verdict(
             verdict="inconclusive",
             confidence=0.0,
-            summary=(
-                f"Too little to go on: {len(samples)} samples over {duration:.1f} s "
-                f"(need at least {cfg.min_samples} over {cfg.min_duration_s:g} s); run longer or sample faster."
-            ),
+            summary=summary,
             duration_s=duration,
             samples=counted,
             growth_bytes_per_s={"rss": None, "python": None, "native": None, "gpu": None},
@@ -166,9 +163,26 @@ def classify(
             advice=("Run the program longer (a service: a few minutes of traffic) or lower --interval.",),
         )
 
+    if len(samples) < cfg.min_samples or duration < cfg.min_duration_s:
+        return too_little(
+            f"Too little to go on: {len(samples)} samples over {duration:.1f} s "
+            f"(need at least {cfg.min_samples} over {cfg.min_duration_s:g} s); run longer or sample faster."
+        )
+
     primary_key = RSS if any(s.metrics.get(RSS) is not None for s in samples) else LIBC_IN_USE
     windows = _windows_of(samples, ev.windows)  # the trends are judged with their distortion taken out
     rss_tr = _trend(trend_samples, primary_key, cfg, windows=windows)
+    if (
+        rss_tr is not None
+        and rss_tr.status == "insufficient"
+        and rss_tr.last - rss_tr.first >= cfg.min_growth_bytes
+    ):
+        # memory rose, but too few samples remain to tell a leak from a warm-up: not "stable"
+        # (a 4 s program at --interval 1 keeping 330 MiB has five samples, one a window's)
+        return too_little(
+            f"Too little to go on: memory rose {format_bytes(rss_tr.last - rss_tr.first)} over {duration:.1f} s, "
+            f"but {rss_tr.reason}; run longer or sample faster (--interval auto)."
+        )
     blocks_tr = _trend(trend_samples, BLOCKS, cfg, bytes_series=False, windows=windows)
     recent = _recent(trend_samples, primary_key, cfg, duration, windows)
     # A long run is judged over its recent part too: growth that began late is a leak however
