@@ -23,6 +23,7 @@ from memwarden.attribution._investigator import (
     site_is_clear,
     suspect_growth,
 )
+from memwarden.exceptions import UsageError
 from memwarden.sampler import Sampler
 from memwarden.testing import FakeClock, ReplayProbe, samples_from_series
 
@@ -253,3 +254,28 @@ def test_the_type_census_is_left_out_when_it_would_cost_too_much_of_the_run_so_f
     w = _drive(rising, cheap, lambda: leaky.remember(300)).evidence().windows[0]
     assert "dict" in {t.type for t in w.types}, w.types
     assert not any(n.startswith("type census left out") for n in w.notes)
+
+
+HELD_BY_A_GLOBAL: list[object] = []
+
+
+def test_a_site_whose_samples_nobody_holds_gives_way_to_a_held_one() -> None:
+    """With more than one site sampled (``holder_sites``), the holders come from the first site
+    whose samples are held, and its index says the sites above it were in flight; with only the
+    top site's temporaries there is nothing to promote."""
+    inv = Investigator(InvestigatorConfig(holder_sites=3))
+    HELD_BY_A_GLOBAL[:] = [types.SimpleNamespace(n=n) for n in range(2)]
+    samples: list[object] = [types.SimpleNamespace(n=n) for n in range(2)] + list(HELD_BY_A_GLOBAL)
+    holders, promoted = inv._holders_for(samples, [(0, 2), (1, 2)])
+    assert promoted == 1
+    assert holders and "HELD_BY_A_GLOBAL" in holders[0].path
+    samples = [types.SimpleNamespace(n=n) for n in range(2)]
+    holders, promoted = inv._holders_for(samples, [(0, 2)])
+    assert promoted is None
+    assert holders and all(h.root_kind == "temporary" for h in holders)
+    HELD_BY_A_GLOBAL.clear()
+
+
+def test_holder_sites_must_be_at_least_one() -> None:
+    with pytest.raises(UsageError):
+        InvestigatorConfig(holder_sites=0)

@@ -105,6 +105,11 @@ class InvestigatorConfig:
     holder_budget_s: float = 3.0
     sample_budget_s: float = 2.0
     """Time to find live objects allocated at a site (strings are slow to find: they are not gc-tracked)."""
+    holder_sites: int = 1
+    """How many of the top sites to sample (up to 3). With more than one, a top site none of whose
+    samples is held (a batch's dict in flight as the window closed) gives way to a lower one whose
+    samples are held; each costs a scan under tracing (up to 0.25 s, half the samples), which a
+    fast leak's short window cannot afford, hence 1 by default."""
     census: bool = True
     census_share: float = 0.05
     """A window's two type censuses (each walks the whole heap) are left out when they would take
@@ -141,8 +146,10 @@ class InvestigatorConfig:
             raise UsageError(
                 f"InvestigatorConfig.max_tracing_share must be in (0, 1], not {self.max_tracing_share!r}"
             )
-        if self.frames < 1 or self.max_kept_windows < 1 or self.clear_rises < 1:
-            raise UsageError("InvestigatorConfig.frames, max_kept_windows and clear_rises must be at least 1")
+        if self.frames < 1 or self.max_kept_windows < 1 or self.clear_rises < 1 or self.holder_sites < 1:
+            raise UsageError(
+                "InvestigatorConfig.frames, max_kept_windows, clear_rises and holder_sites must be at least 1"
+            )
         if not 0 < self.clear_share <= 1:
             raise UsageError(f"InvestigatorConfig.clear_share must be in (0, 1], not {self.clear_share!r}")
 
@@ -211,6 +218,9 @@ def _rises(ys: Sequence[float]) -> bool:
     mk = mann_kendall(ys)
     return mk.s > 0 and mk.p_value < 0.05
 
+
+_EXTRA_SITE_BUDGET_S = 0.25
+"""The time a site below the first sampled one may take to give its samples (half as many)."""
 
 _SLOW_LEAK_MIN_BYTES = 64 * 1024
 """Traced growth under this at ``window_s`` is none worth waiting for."""
@@ -521,12 +531,12 @@ class Investigator:
     def _sample_objects(
         self, sites: tuple[Site, ...], containers: Any = None
     ) -> tuple[list[object], list[tuple[int, int]]]:
-        """A few live objects from each of the top sites that still have some (one time budget
-        for all), flat, and ``(site index, how many)`` for each site sampled, in order.
+        """A few live objects from the first ``holder_sites`` top sites that still have some (one
+        time budget for all), flat, and ``(site index, how many)`` for each site sampled, in order.
 
-        More than one site is sampled so that the holder search can tell a site whose objects
-        were in flight (a batch's dict being built as the window closed) from the one that keeps
-        its objects; sites under a tenth of the first one sampled are not worth the heap scan.
+        More than one site lets the holder search tell a site whose objects were in flight (a
+        batch's dict being built as the window closed) from the one that keeps its objects; sites
+        under a tenth of the first one sampled are not worth the heap scan.
         """
         from .._introspect import type_module
         from ._holders import is_memwarden_module, sample_objects
@@ -535,16 +545,21 @@ class Investigator:
         flat: list[object] = []
         groups: list[tuple[int, int]] = []
         first_size = 0
-        for index, site in enumerate(sites[:3]):
+        for index, site in enumerate(sites[: max(1, min(3, self.config.holder_sites))]):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             if groups and site.size_diff_bytes < 0.1 * first_size:
                 break
+            if groups:
+                # the sites below the first are a check, not the answer: a scan under tracing costs
+                # ~60 us an object, and a fast leak's window should close in a fraction of a second
+                left = min(left, _EXTRA_SITE_BUDGET_S)
+            want = self.config.holder_samples if not groups else max(1, self.config.holder_samples // 2)
             found = sample_objects(
                 site.file,
                 site.line,
-                limit=self.config.holder_samples * 2,
+                limit=want * 2,
                 time_budget_s=left,
                 survivors_first=True,
                 global_containers=containers,
@@ -552,11 +567,13 @@ class Investigator:
             objs = [o for o in found if not is_memwarden_module(type_module(type(o)) or "")]
             del found
             if objs:
-                kept = objs[: self.config.holder_samples]
+                kept = objs[:want]
                 flat.extend(kept)
                 groups.append((index, len(kept)))
                 first_size = first_size or site.size_diff_bytes
             del objs
+            if len(groups) >= self.config.holder_sites:
+                break
         return flat, groups
 
     def _holders_for(
