@@ -144,8 +144,7 @@ def search_holders(
     wanted = list(targets)
     dropped = _held_only_by_the_search(wanted)
     roots = _roots(places, include_current_thread)
-    search = _Search(wanted, roots, places)
-    search.dropped = dropped
+    search = _Search(wanted, roots, places, dropped)
     search.ignore(targets, wanted, roots, search)
     search.run(max_nodes, started + time_budget_s)
     elapsed = time.perf_counter() - started
@@ -176,10 +175,15 @@ def _held_only_by_the_search(wanted: list[object]) -> set[int]:
 class _Search:
     """The breadth-first search state: parent ids, the frontier, the targets left."""
 
-    dropped: set[int] = frozenset()  # type: ignore[assignment]
-    """Targets only the search's caller still held (see :func:`_held_only_by_the_search`)."""
-
-    def __init__(self, targets: list[object], roots: list[_Root], places: CodePlaces) -> None:
+    def __init__(
+        self,
+        targets: list[object],
+        roots: list[_Root],
+        places: CodePlaces,
+        dropped: set[int] | frozenset[int] = frozenset(),
+    ) -> None:
+        self.dropped = dropped
+        """Targets only the search's caller still held (see :func:`_held_only_by_the_search`)."""
         self.roots = roots
         self.places = places
         self.target_ids = {id(t) for t in targets}
@@ -1038,7 +1042,6 @@ def sample_objects(
         # (a library's table of 10**6 numbers) can take the whole budget.
         untracked, lists, caches, dicts = global_containers or _big_globals()
         # an lru_cache's dict maps keys to results (maxsize=None) or to [prev, next, key, result]
-        # links: a growing cache is where its function's results pile up, so it is looked at first
         # links: a growing cache is where its function's results pile up, so it is looked at first,
         # newest entries first (a dict keeps insertion order; those made before tracing have no site)
         for cache in caches:

@@ -545,7 +545,7 @@ class Investigator:
         flat: list[object] = []
         groups: list[tuple[int, int]] = []
         first_size = 0
-        for index, site in enumerate(sites[: max(1, min(3, self.config.holder_sites))]):
+        for index, site in enumerate(sites[:3]):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -603,25 +603,23 @@ class Investigator:
                 f"holder search in {time.perf_counter() - started:.2f} s "
                 f"({search.nodes_visited:,} objects: {search.stop_reason})"
             )
-        chosen: tuple[tuple[Holder, ...], int] | None = None
+        per_site: list[tuple[int, list[Holder], list[Holder]]] = []
         start = 0
         for index, count in groups:
-            paths = search.paths[start : start + count]
-            start += count
             holders: dict[tuple[str, str, str, str | None], Holder] = {}
-            for h in summarise_paths(paths):
+            for h in summarise_paths(search.paths[start : start + count]):
                 # patterns that differ only in depth are one holder to the reader: keep the commonest
                 holders.setdefault((h.type, h.path, h.root_kind, h.bound), h)
+            start += count
             # a sample caught in flight (a request's temporaries) has no holder: say so only if none was found
             found = [h for h in holders.values() if not h.path.startswith("<")]
-            if chosen is None:
-                chosen = (tuple((found or list(holders.values()))[:5]), index)
-            if found:
-                if chosen[1] != index:
-                    return tuple(found[:5]), index
-                break
-        assert chosen is not None
-        return chosen[0], None
+            per_site.append((index, found, list(holders.values())))
+        _, first_found, first_all = per_site[0]
+        if not first_found:
+            held = next(((index, found) for index, found, _ in per_site[1:] if found), None)
+            if held is not None:
+                return tuple(held[1][:5]), held[0]
+        return tuple((first_found or first_all)[:5]), None
 
     # -- the GPU: PyTorch's allocation history ---------------------------------------------------------
 

@@ -386,8 +386,7 @@ def classify(
         # floor is the one below (a quarter of min_growth_bytes). Blocks a collector knocks down
         # twice or more (a sawtooth) are no such witness; one knock-down (the window's own
         # census, or a working set freed once) does not undo the growth around it.
-        block_counts = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
-        blocks_steady = _refilled_falls(block_counts) < 2
+        blocks_steady = _refilled_falls(_block_counts(samples)) < 2
         hidden_python_leak = (
             rss_tr is not None
             and (
@@ -1144,7 +1143,7 @@ def _freed_for_good(samples: Sequence[Sample], ev: Evidence, cfg: DiagnosisConfi
     ``malloc_trim`` gave back at the end (the memory the last collection freed, which the next
     cycle would have filled again).
     """
-    blocks = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
+    blocks = _block_counts(samples)
     if _refilled_falls(blocks) >= 2:
         return False
     if ev.trim is not None and ev.trim.returned_bytes >= cfg.retention_min_bytes:
@@ -1210,7 +1209,7 @@ def _sawtooth_kept(samples: Sequence[Sample]) -> list[str] | None:
     leak. Two knock-downs or more, of at least a quarter of the peak, and lows that rise by under a
     tenth of the swing.
     """
-    blocks = [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
+    blocks = _block_counts(samples)
     falls = _refilled_falls(blocks)
     if falls < 2:
         return None
@@ -1224,6 +1223,11 @@ def _sawtooth_kept(samples: Sequence[Sample]) -> list[str] | None:
         f"({low_start:,.0f} then {low_end:,.0f}) while RSS grew: each cycle of garbage left the "
         "allocator memory it keeps (fragmentation), and nothing is kept alive"
     ]
+
+
+def _block_counts(samples: Sequence[Sample]) -> list[float]:
+    """The allocated-block counts of the samples that have one, in order."""
+    return [float(v) for s in samples if (v := s.metrics.get(BLOCKS)) is not None]
 
 
 def _refilled_falls(values: Sequence[float], fall: float = 0.3, rise: float = 0.1) -> int:
