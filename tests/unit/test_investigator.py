@@ -205,8 +205,8 @@ def test_site_is_clear_wants_the_same_top_site_rising_in_a_row_and_dominating() 
 
 def test_a_fast_leak_closes_its_window_once_its_site_is_clear(leaky: types.ModuleType) -> None:
     """While a program thread keeps leaking, a window closes in its first second, once its top site
-    rose in three looks, and still names the site and the holder; with the watch turned off
-    (clear_poll_s=0) the same leak keeps it open for the full tick-based rules."""
+    rose in three looks, and still names the site and the holder; with the watch off (clear_poll_s=0,
+    the default) the same leak keeps it open for the full tick-based rules."""
     import threading
 
     def run(config: InvestigatorConfig) -> Investigator:
@@ -227,13 +227,15 @@ def test_a_fast_leak_closes_its_window_once_its_site_is_clear(leaky: types.Modul
             worker.join()
 
     base = dict(warmup_s=0.0, window_s=4.0, census=False, gpu_history=False, clear_bytes=1 << 40)
-    watched = run(InvestigatorConfig(**base, clear_site_bytes=64 * 1024)).evidence().windows[0]  # type: ignore[arg-type]
+    watched = (
+        run(InvestigatorConfig(**base, clear_poll_s=0.1, clear_site_bytes=64 * 1024)).evidence().windows[0]
+    )  # type: ignore[arg-type]
     assert watched.closed_s - watched.opened_s < 1.0, (watched.opened_s, watched.closed_s, watched.notes)
     assert any(n.startswith("closed once its top site was clear") for n in watched.notes), watched.notes
     leak_line = next(n for n, text in enumerate(LEAKY_SOURCE.splitlines(), 1) if "# the leak" in text)
     assert (Path(watched.sites[0].file).name, watched.sites[0].line) == ("mw_leaky_app.py", leak_line)
     assert [h.path for h in watched.holders] == ["mw_leaky_app.KEPT[<int>]"], watched.notes
-    unwatched = run(InvestigatorConfig(**base, clear_poll_s=0.0)).evidence().windows[0]  # type: ignore[arg-type]
+    unwatched = run(InvestigatorConfig(**base)).evidence().windows[0]  # type: ignore[arg-type]
     assert unwatched.closed_s - unwatched.opened_s > 3.5, (unwatched.opened_s, unwatched.closed_s)
     assert not any(n.startswith("closed once") for n in unwatched.notes)
 
